@@ -1,0 +1,3 @@
+from nexus_fast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The nexus.toml schema: one root model, one section per concern.
+
+Validation uses pydantic v2. Why pydantic rather than hand-written checks or msgspec: its errors carry the exact
+location of every problem (``loc``), which becomes the key path we report (``redis.pools.cache.hash``); it
+collects all problems in one pass instead of stopping at the first; and ``extra="forbid"`` turns every unknown or
+misspelt key into an error. msgspec is faster but validation speed is irrelevant at config-load time, and its
+error messages stop at the first problem. TOML itself is parsed with the standard library's ``tomllib``.
+
+Each data plane owns its section's model (``nexus_fast.postgres.config``, ``nexus_fast.redis.config``) so the
+schema grows with the product without this file becoming a catch-all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from nexus_fast.config.section import Section, parse_listen
+from nexus_fast.config.units import Duration
+from nexus_fast.postgres.config import PostgresConfig
+from nexus_fast.redis.config import RedisConfig
+
+
+class ServerSection(Section):
+    workers: int | Literal["auto"] = Field(1, description='Worker processes sharing the listeners; "auto" = CPU count.')
+    shutdown_timeout: Duration = Field(30.0, description="How long SIGTERM waits for in-flight work before closing.")
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 256:
+            raise ValueError("workers must be between 1 and 256, or \"auto\"")
+        return value
+
+    def worker_count(self) -> int:
+        return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)
+
+
+class AdminSection(Section):
+    listen: str | None = Field("127.0.0.1:8080", description="Admin HTTP: /health, /ready, /metrics, /config.")
+    postgres_health_listen: str | None = Field(None, description="Optional dedicated PostgreSQL health port (the roadmap's 1100).")
+    redis_health_listen: str | None = Field(None, description="Optional dedicated Redis health port (the roadmap's 1200).")
+    health_check_interval: Duration = Field(2.0, description="How often backends are probed for /health.")
+    health_check_timeout: Duration = Field(1.0, description="A probe slower than this counts as failed.")
+
+    @field_validator("listen", "postgres_health_listen", "redis_health_listen")
+    @classmethod
+    def _valid_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+
+class NexusConfig(Section):
+    server: ServerSection = ServerSection()
+    admin: AdminSection = AdminSection()
+    postgres: PostgresConfig | None = None
+    redis: RedisConfig | None = None
