@@ -11,9 +11,9 @@ import uvloop
 from nexus_fast import _extensions
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return uvloop.EventLoopPolicy()
+def pytest_asyncio_loop_factories(config, item):
+    """Every async test runs on uvloop, the loop nexus-fast serves on."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(autouse=True)
