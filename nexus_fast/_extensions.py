@@ -16,7 +16,10 @@ from dataclasses import dataclass
 NO_EXTENSIONS_ENV = "NEXUS_FAST_NO_EXTENSIONS"
 
 # name -> dotted path of the pure-Python twin. Adding a native/<name>.pyx means adding its twin here.
-TWINS: dict[str, str] = {}
+TWINS: dict[str, str] = {
+    "selectors": "nexus_fast.balance._selectors_py",
+    "pgframe": "nexus_fast.postgres._pgframe_py",
+}
 
 
 @dataclass(frozen=True)
