@@ -16,11 +16,96 @@ def cmd_version(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_error(exc: Exception) -> int:
+    print(str(exc), file=sys.stderr)
+    return 2
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nexus_fast.config.errors import ConfigError
+    from nexus_fast.server.supervisor import serve
+
+    try:
+        return serve(args.config, args.workers)
+    except ConfigError as exc:
+        return _config_error(exc)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from nexus_fast.config.errors import ConfigError
+    from nexus_fast.config.load import load_config
+    from nexus_fast.config.render import to_toml
+
+    try:
+        loaded = load_config(args.file)
+    except ConfigError as exc:
+        return _config_error(exc)
+    sys.stdout.write(to_toml(loaded, redact=not args.show_secrets))
+    print(f"{args.file}: ok", file=sys.stderr)
+    return 0
+
+
+def cmd_config_import(args: argparse.Namespace) -> int:
+    from nexus_fast.config.errors import ConfigError
+    from nexus_fast.config.load import load_config
+    from nexus_fast.config.render import to_toml
+
+    try:
+        loaded = load_config(args.file)
+    except ConfigError as exc:
+        return _config_error(exc)
+    for warning in loaded.warnings:
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    sys.stdout.write(to_toml(loaded))
+    return 0
+
+
+def cmd_config_docs(_args: argparse.Namespace) -> int:
+    from nexus_fast.config.reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from nexus_fast.config.errors import ConfigError
+    from nexus_fast.config.load import load_config
+    from nexus_fast.server.verify import run_verify
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        return _config_error(exc)
+    return run_verify(loaded.config, args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_version = sub.add_parser("version", help="print the version and which native modules are compiled")
     p_version.set_defaults(func=cmd_version)
+
+    p_serve = sub.add_parser("serve", help="run the proxy (nexus.toml, pgbouncer.ini or nutcracker.yml)")
+    p_serve.add_argument("-c", "--config", required=True, help="config file")
+    p_serve.add_argument("--workers", type=int, default=None, help="override server.workers")
+    p_serve.set_defaults(func=cmd_serve)
+
+    p_verify = sub.add_parser("verify", help="check every listener and backend of a config answers")
+    p_verify.add_argument("-c", "--config", required=True, help="config file")
+    p_verify.add_argument("--timeout", type=float, default=3.0, help="seconds per check (default 3)")
+    p_verify.set_defaults(func=cmd_verify)
+
+    p_config = sub.add_parser("config", help="check, import or document configuration")
+    config_sub = p_config.add_subparsers(dest="config_command", required=True)
+    p_check = config_sub.add_parser("check", help="validate FILE and print the effective config as TOML")
+    p_check.add_argument("file")
+    p_check.add_argument("--show-secrets", action="store_true", help="print passwords instead of *****")
+    p_check.set_defaults(func=cmd_config_check)
+    p_import = config_sub.add_parser("import", help="print the nexus.toml equivalent of a pgbouncer.ini or nutcracker.yml")
+    p_import.add_argument("file")
+    p_import.set_defaults(func=cmd_config_import)
+    p_docs = config_sub.add_parser("docs", help="print the config reference (docs/config.md) generated from the schema")
+    p_docs.set_defaults(func=cmd_config_docs)
     return parser
 
 

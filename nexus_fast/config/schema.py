@@ -24,10 +24,14 @@ from nexus_fast.redis.config import RedisConfig
 
 
 class ServerSection(Section):
+    """The process: worker count, shutdown and logging."""
+
     workers: int | Literal["auto"] = Field(1, description='Worker processes sharing the listeners; "auto" = CPU count.')
     shutdown_timeout: Duration = Field(30.0, description="How long SIGTERM waits for in-flight work before closing.")
-    log_format: Literal["logfmt", "json"] = "logfmt"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["logfmt", "json"] = Field(
+        "logfmt", description="Structured log lines on stderr: logfmt (key=value) or json, one line per event.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level of nexus-fast's own events that is logged (libraries log warnings and up).")
 
     @field_validator("workers")
     @classmethod
@@ -41,6 +45,8 @@ class ServerSection(Section):
 
 
 class AdminSection(Section):
+    """Admin HTTP (health, readiness, metrics, effective config) and the backend health probes behind it."""
+
     listen: str | None = Field("127.0.0.1:8080", description="Admin HTTP: /health, /ready, /metrics, /config.")
     postgres_health_listen: str | None = Field(None, description="Optional dedicated PostgreSQL health port (the roadmap's 1100).")
     redis_health_listen: str | None = Field(None, description="Optional dedicated Redis health port (the roadmap's 1200).")

@@ -1,0 +1,134 @@
+"""Admin HTTP (aiohttp on the worker's uvloop loop): health, readiness, Prometheus metrics, effective config.
+
+Routes (every answer is JSON except /metrics):
+
+- ``GET /health``: aggregate of every plane; 200 when every backend passed its last probe, else 503.
+- ``GET /health/postgres``, ``GET /health/redis`` (and ``/health/<plane>`` for any plane): one plane;
+  404 when that plane is not configured.
+- ``GET /ready``: 200 once every plane has started and until shutdown begins (a Kubernetes readiness probe).
+- ``GET /metrics``: Prometheus text exposition of this worker's registry.
+- ``GET /config``: effective config with secrets redacted, its sha256 digest and the last reload's result.
+
+The optional dedicated listeners ``admin.postgres_health_listen`` / ``admin.redis_health_listen`` (the roadmap's
+ports 1100 and 1200) answer every GET with that plane's health, so a TCP/HTTP health checker needs no path.
+Every listener binds with SO_REUSEPORT so sibling workers share the port; each worker answers with its own view
+(with several workers, ``/metrics`` shows the worker that accepted the scrape: see ``nexus_worker_info``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from nexus_fast.config.load import LoadedConfig, to_dict
+from nexus_fast.config.section import parse_listen
+from nexus_fast.observe.logging import get_logger
+from nexus_fast.observe.metrics import Metrics
+from nexus_fast.server.health import HealthMonitor
+
+log = get_logger("admin")
+
+
+class AdminState(Protocol):
+    """What the admin server reads from its worker."""
+
+    worker_id: int
+    ready: bool
+    metrics: Metrics
+    health: HealthMonitor
+    loaded: LoadedConfig
+    last_reload: dict[str, Any]
+
+
+def _json(state: AdminState, body: dict[str, Any], status: int = 200) -> web.Response:
+    body = {**body, "worker": state.worker_id, "pid": os.getpid()}
+    return web.json_response(body, status=status)
+
+
+def _plane_health(state: AdminState, plane: str) -> web.Response:
+    if plane not in state.health.state:
+        return _json(state, {"plane": plane, "status": "absent", "reason": f"no [{plane}] plane is configured"}, 404)
+    healthy, body = state.health.report(plane)
+    return _json(state, body, 200 if healthy else 503)
+
+
+def build_app(state: AdminState) -> web.Application:
+    async def health(_request: web.Request) -> web.Response:
+        healthy, body = state.health.report()
+        return _json(state, body, 200 if healthy else 503)
+
+    async def plane_health(request: web.Request) -> web.Response:
+        return _plane_health(state, request.match_info["plane"])
+
+    async def ready(_request: web.Request) -> web.Response:
+        if state.ready:
+            return _json(state, {"status": "ready"})
+        return _json(state, {"status": "not ready"}, 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        # content_type cannot carry the "; version=0.0.4; charset=utf-8" parameters in aiohttp: set the header.
+        return web.Response(body=state.metrics.exposition(), headers={"Content-Type": state.metrics.content_type})
+
+    async def config(_request: web.Request) -> web.Response:
+        loaded = state.loaded
+        return _json(state, {
+            "source": loaded.source,
+            "format": loaded.file_format,
+            "digest": loaded.digest,
+            "warnings": loaded.warnings,
+            "last_reload": state.last_reload,
+            "config": to_dict(loaded.config, redact=True),
+        })
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/{plane}", plane_health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/config", config)
+    return app
+
+
+def build_plane_health_app(state: AdminState, plane: str) -> web.Application:
+    """The app behind a dedicated health port: any GET answers ``plane``'s health."""
+
+    async def answer(_request: web.Request) -> web.Response:
+        return _plane_health(state, plane)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    return app
+
+
+class AdminServer:
+    """The admin listener and the optional dedicated health listeners of one worker."""
+
+    def __init__(self, state: AdminState) -> None:
+        self.state = state
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        admin = self.state.loaded.config.admin
+        listeners: list[tuple[str, web.Application]] = []
+        if admin.listen:
+            listeners.append((admin.listen, build_app(self.state)))
+        if admin.postgres_health_listen:
+            listeners.append((admin.postgres_health_listen, build_plane_health_app(self.state, "postgres")))
+        if admin.redis_health_listen:
+            listeners.append((admin.redis_health_listen, build_plane_health_app(self.state, "redis")))
+        for listen, app in listeners:
+            host, port = parse_listen(listen)
+            runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+            await runner.setup()
+            self._runners.append(runner)
+            # reuse_port: sibling workers bind the same admin port (SO_REUSEPORT), as the planes' listeners do.
+            site = web.TCPSite(runner, host, port, reuse_port=True)
+            await site.start()
+            log.info("listening", plane="admin", address=listen)
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()

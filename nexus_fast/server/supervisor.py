@@ -1,0 +1,151 @@
+"""The parent process of ``nexus-fast serve``: runs one worker in-process, or forks N and looks after them.
+
+With ``server.workers = 1`` the process is the worker (no extra parent, nothing between signals and the loop).
+With N > 1 the parent forks N workers before any event loop exists; each binds every listener with SO_REUSEPORT
+and the kernel spreads incoming connections over them. The parent does no I/O of its own: it blocks the signals
+it handles and waits for them synchronously (``sigtimedwait``), which avoids async-signal-safety pitfalls:
+
+- SIGTERM/SIGINT: forwarded to every worker (each drains within ``server.shutdown_timeout``); workers still alive
+  after that plus a grace period are killed; the parent exits 0 if every worker did.
+- SIGHUP: the file is validated here too (so the parent restarts crashed workers with the newest good config),
+  and forwarded; each worker reloads and reports on its own ``/config``.
+- SIGCHLD: a worker that died outside shutdown is restarted (at most once a second per slot); a worker that could
+  not even start (bad listener, plane refused its config) is not restarted in a loop: the parent gives up and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from nexus_fast.config.errors import ConfigError
+from nexus_fast.config.load import LoadedConfig, load_config
+from nexus_fast.observe.logging import get_logger
+from nexus_fast.server.worker import EXIT_STARTUP_FAILED, run_worker
+
+log = get_logger("supervisor")
+
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+KILL_GRACE = 5.0  # seconds past shutdown_timeout before a worker that ignores SIGTERM is killed
+RESTART_MIN_INTERVAL = 1.0
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+class Supervisor:
+    def __init__(self, config_path: str, loaded: LoadedConfig, workers: int) -> None:
+        self.config_path = config_path
+        self.loaded = loaded
+        self.workers = workers
+        self.children: dict[int, int] = {}  # pid -> worker slot
+        self.started_at: dict[int, float] = {}  # slot -> last start time
+        self.stopping = False
+        self.failed = False
+
+    def _spawn(self, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                code = run_worker(self.config_path, self.loaded, slot)
+            except BaseException:
+                log.exception("worker_crashed", worker=slot)
+            finally:
+                os._exit(code)
+        self.children[pid] = slot
+        self.started_at[slot] = time.monotonic()
+        log.info("worker_started", worker=slot, worker_pid=pid)
+
+    def _forward(self, sig: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            code = _exit_code(status)
+            if self.stopping:
+                log.info("worker_exited", worker=slot, worker_pid=pid, code=code)
+                if code != 0:
+                    self.failed = True
+                continue
+            log.error("worker_died", worker=slot, worker_pid=pid, code=code)
+            if code == EXIT_STARTUP_FAILED:
+                log.error("giving_up", reason=f"worker {slot} could not start; see its startup_failed event")
+                self.failed = True
+                self._begin_stop()
+                continue
+            wait = RESTART_MIN_INTERVAL - (time.monotonic() - self.started_at.get(slot, 0.0))
+            if wait > 0:
+                time.sleep(wait)  # a worker crashing in a loop must not spin the CPU
+            self._spawn(slot)
+
+    def _begin_stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self._forward(signal.SIGTERM)
+
+    def _reload(self) -> None:
+        try:
+            self.loaded = load_config(self.config_path)
+            log.info("reload_forwarded", digest=self.loaded.digest[:12])
+        except ConfigError as exc:
+            log.error("reload_rejected", reason=str(exc).splitlines()[0],
+                      problems="; ".join(str(p) for p in exc.problems))
+        self._forward(signal.SIGHUP)  # each worker validates again and reports on its /config
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        for slot in range(self.workers):
+            self._spawn(slot)
+        log.info("supervising", workers=self.workers)
+        deadline: float | None = None
+        while self.children:
+            info = signal.sigtimedwait(HANDLED, 0.5)
+            if info is not None:
+                if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                    log.info("shutdown_requested", signal=signal.Signals(info.si_signo).name)
+                    self._begin_stop()
+                elif info.si_signo == signal.SIGHUP and not self.stopping:
+                    self._reload()
+            self._reap()
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + self.loaded.config.server.shutdown_timeout + KILL_GRACE
+            if deadline is not None and time.monotonic() > deadline and self.children:
+                log.error("killing_workers", workers=len(self.children), reason="shutdown_timeout exceeded")
+                self.failed = True
+                self._forward(signal.SIGKILL)
+                deadline = time.monotonic() + KILL_GRACE
+        log.info("supervisor_stopped", failed=self.failed)
+        return 1 if self.failed else 0
+
+
+def serve(config_path: str, workers: int | None = None) -> int:
+    """``nexus-fast serve``: validate the config (nothing starts half-configured), then run the workers."""
+    from nexus_fast.observe import logging as nexus_logging
+
+    loaded = load_config(config_path)  # ConfigError propagates: the CLI prints it and exits non-zero
+    server = loaded.config.server
+    nexus_logging.configure(server.log_format, server.log_level)
+    for warning in loaded.warnings:
+        log.warning("config_warning", source=config_path, warning=warning)
+    count = workers if workers is not None else server.worker_count()
+    log.info("starting", source=config_path, format=loaded.file_format, workers=count, digest=loaded.digest[:12])
+    if count <= 1:
+        return run_worker(config_path, loaded, 0)
+    return Supervisor(config_path, loaded, count).run()

@@ -1,0 +1,151 @@
+"""``nexus-fast verify -c FILE``: does every listener of a config answer, and is every backend reachable?
+
+Run against the live system after a deploy. Listeners are checked at the protocol level without credentials:
+the admin listener must answer ``GET /ready`` with 200, a PostgreSQL listener must answer an SSLRequest with
+``S`` or ``N`` (PostgreSQL protocol docs, 55.2.10 "SSL Session Encryption"), a Redis listener must answer ``PING``
+with any RESP reply. Backends get the real probes of ``nexus_fast.server.backends`` (startup + ``SELECT 1``;
+``PING``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from nexus_fast.config.schema import NexusConfig
+from nexus_fast.config.section import parse_listen
+from nexus_fast.server import backends
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str  # "listener admin 127.0.0.1:8080", "backend postgres appdb/primary 127.0.0.1:5432"
+    ok: bool
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.what}{': ' + self.detail if self.detail else ''}"
+
+
+def _connect_target(listen: str) -> tuple[str, int]:
+    host, port = parse_listen(listen)
+    return ("127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host), port
+
+
+async def _exchange(listen: str, payload: bytes, timeout: float, read: int | None = None) -> bytes:
+    host, port = _connect_target(listen)
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(payload)
+            return await (reader.readexactly(read) if read else reader.readline())
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+
+
+async def check_http(label: str, listen: str, path: str, timeout: float, want_200: bool) -> Check:
+    import aiohttp
+
+    host, port = _connect_target(listen)
+    what = f"listener {label} {listen}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(f"http://{host}:{port}{path}") as response:
+                await response.read()
+                if want_200 and response.status != 200:
+                    return Check(what, False, f"GET {path} answered {response.status}")
+                return Check(what, True, f"GET {path} {response.status}")
+    except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+        return Check(what, False, _why(exc))
+
+
+async def check_postgres_listener(listen: str, timeout: float) -> Check:
+    what = f"listener postgres {listen}"
+    try:
+        reply = await _exchange(listen, SSL_REQUEST, timeout, read=1)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        return Check(what, False, _why(exc))
+    if reply not in (b"S", b"N"):
+        return Check(what, False, f"SSLRequest answered {reply!r}, not a PostgreSQL server")
+    return Check(what, True, "answers the PostgreSQL protocol")
+
+
+async def check_redis_listener(label: str, listen: str, timeout: float) -> Check:
+    what = f"listener redis {label} {listen}"
+    try:
+        reply = await _exchange(listen, b"*1\r\n$4\r\nPING\r\n", timeout)
+    except (OSError, TimeoutError) as exc:
+        return Check(what, False, _why(exc))
+    if reply[:1] not in (b"+", b"-", b"$", b"*", b":", b"%", b">", b"_"):
+        return Check(what, False, f"PING answered {reply[:40]!r}, not RESP")
+    return Check(what, True, f"PING -> {reply.decode(errors='replace').strip()}")
+
+
+def _redis_listeners(config: NexusConfig) -> list[tuple[str, str]]:
+    section = config.redis
+    if section is None:
+        return []
+    out = []
+    for name, pool in getattr(section, "pools", {}).items():
+        listen: Any = pool.get("listen") if isinstance(pool, dict) else getattr(pool, "listen", None)
+        if listen:
+            out.append((name, str(listen)))
+    return out
+
+
+async def verify(config: NexusConfig, timeout: float = 3.0) -> list[Check]:
+    """Every check, run concurrently; the order of the result is the order of the config."""
+    checks = []
+    admin = config.admin
+    if admin.listen:
+        checks.append(check_http("admin", admin.listen, "/ready", timeout, want_200=True))
+    if admin.postgres_health_listen:
+        checks.append(check_http("postgres-health", admin.postgres_health_listen, "/", timeout, want_200=False))
+    if admin.redis_health_listen:
+        checks.append(check_http("redis-health", admin.redis_health_listen, "/", timeout, want_200=False))
+    if config.postgres is not None:
+        checks.append(check_postgres_listener(config.postgres.listen, timeout))
+    for name, listen in _redis_listeners(config):
+        checks.append(check_redis_listener(name, listen, timeout))
+
+    async def backend_check(coro: Any, what: str) -> Check:
+        health = await coro
+        return Check(what, health.healthy, health.reason or (f"{health.latency_ms} ms" if health.latency_ms else ""))
+
+    for pg in backends.postgres_backends(config):
+        checks.append(backend_check(backends.probe_postgres(pg, timeout),
+                                    f"backend postgres {pg.name} {pg.address} (db {pg.dbname}, user {pg.user})"))
+    for rd in backends.redis_backends(config):
+        checks.append(backend_check(backends.probe_redis(rd, timeout), f"backend redis {rd.name} {rd.address}"))
+    return list(await asyncio.gather(*checks))
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def run_verify(config: NexusConfig, timeout: float = 3.0) -> int:
+    """Print one line per check; 0 when all passed, 1 otherwise (the failures listed last)."""
+    results = asyncio.run(verify(config, timeout))
+    for check in results:
+        print(check)
+    failures = [c for c in results if not c.ok]
+    if failures:
+        print(f"{len(failures)} of {len(results)} checks failed:")
+        for check in failures:
+            print(f"  {check.what}: {check.detail}")
+        return 1
+    print(f"all {len(results)} checks passed")
+    return 0

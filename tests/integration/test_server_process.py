@@ -1,0 +1,181 @@
+"""The process shell end to end: nexus-fast serve as a subprocess with a real TCP plane (tests/integration/echo_plane).
+
+Covers the issue's "done when" for the shell: SIGTERM drains an in-flight request before exit, SIGHUP with a
+broken file leaves the old config serving (and a good one applies), two workers accept on one port, a worker that
+dies is replaced, and the admin endpoints answer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from nexus_fast._testing.ports import free_port
+from nexus_fast._testing.proxy import NexusProcess, NexusStartError, free_listen
+
+EXTRA = "tests.integration.echo_plane:create_plane"
+
+
+def ask(port: int, line: str, timeout: float = 10.0) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(line.encode() + b"\n")
+        return sock.makefile("rb").readline().decode().strip()
+
+
+def echo_nexus(config: dict | None = None, workers: int | None = None) -> tuple[NexusProcess, int]:
+    port = free_port()
+    env = {"NEXUS_FAST_EXTRA_PLANES": EXTRA, "NEXUS_ECHO_LISTEN": f"127.0.0.1:{port}"}
+    base = {"server": {"shutdown_timeout": "10s"}, "admin": {"health_check_interval": "1s"}}
+    for key, value in (config or {}).items():
+        base[key] = {**base.get(key, {}), **value}
+    return NexusProcess(base, workers=workers, env=env), port
+
+
+def test_sigterm_drains_an_in_flight_request_then_exits_zero() -> None:
+    nexus, port = echo_nexus()
+    with nexus:
+        assert ask(port, "ping") == "ping"
+        answer: list[str] = []
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"HOLD 1.5\n")
+        reader = threading.Thread(target=lambda: answer.append(sock.makefile("rb").readline().decode().strip()))
+        reader.start()
+        time.sleep(0.3)  # the request is in flight inside the plane
+        sent = time.monotonic()
+        nexus.signal(15)
+        nexus.wait_for_event("draining")
+        # Draining: the listener no longer accepts new connections.
+        with pytest.raises(OSError):
+            ask(port, "late", timeout=1)
+        code = nexus.wait(15)
+        reader.join(5)
+        sock.close()
+        assert answer == ["done"], nexus.logs
+        assert code == 0, nexus.logs
+        assert time.monotonic() - sent >= 1.0  # it waited for the request instead of cutting it
+        assert nexus.events("stopped")
+
+
+def test_sighup_broken_file_keeps_old_config_and_good_file_applies() -> None:
+    nexus, port = echo_nexus()
+    with nexus:
+        status, before = nexus.get("/config")
+        assert status == 200 and before["last_reload"]["status"] == "none"
+        assert ask(port, "INTERVAL") == "1s"
+
+        # A bare number where a duration needs a unit: the whole file is refused.
+        nexus.write_config(f'[server]\nshutdown_timeout = "10s"\n[admin]\nlisten = "{nexus.admin_listen}"\n'
+                           "health_check_interval = 5\n")
+        nexus.reload()
+        nexus.wait_for_event("reload_rejected")
+        status, after = nexus.get("/config")
+        assert after["last_reload"]["status"] == "rejected"
+        assert "admin.health_check_interval" in after["last_reload"]["reason"]
+        assert after["digest"] == before["digest"]
+        assert ask(port, "INTERVAL") == "1s"  # the old config still serves
+        assert nexus.get("/ready")[0] == 200
+
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "health_check_interval": "3s"}})
+        nexus.reload()
+        nexus.wait_for_event("reload_applied")
+        status, applied = nexus.get("/config")
+        assert applied["last_reload"]["status"] == "applied"
+        assert applied["digest"] != before["digest"]
+        assert applied["config"]["admin"]["health_check_interval"] == "3s"
+        assert ask(port, "INTERVAL") == "3s"
+        metrics = nexus.get("/metrics")[1]
+        assert 'nexus_config_reloads_total{result="applied"} 1.0' in metrics
+        assert 'nexus_config_reloads_total{result="rejected"} 1.0' in metrics
+
+
+def test_sighup_refused_by_a_plane_keeps_the_old_config() -> None:
+    nexus, port = echo_nexus()
+    with nexus:
+        _, before = nexus.get("/config")
+        # The echo plane refuses health_check_timeout = 123ms (tests/integration/echo_plane.REFUSED_TIMEOUT).
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "health_check_interval": "2s",
+                                      "health_check_timeout": "123ms"}})
+        nexus.reload()
+        nexus.wait_for_event("reload_rejected")
+        _, after = nexus.get("/config")
+        assert "refused" in after["last_reload"]["reason"]
+        assert after["digest"] == before["digest"]
+        assert ask(port, "INTERVAL") == "1s"
+
+
+def test_two_workers_accept_on_one_port() -> None:
+    nexus, port = echo_nexus(workers=2)
+    with nexus:
+        pids = set()
+        deadline = time.monotonic() + 20
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids.add(int(ask(port, "PID")))
+        assert len(pids) == 2, f"one worker served every connection: {pids}"
+        assert nexus.pid not in pids  # the supervisor forks; workers serve
+        started = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
+        assert pids == started
+        # The admin port is shared the same way: each worker answers with its own pid.
+        admin_pids = set()
+        deadline = time.monotonic() + 20
+        while len(admin_pids) < 2 and time.monotonic() < deadline:
+            admin_pids.add(nexus.get("/health")[1]["pid"])
+        assert admin_pids == pids
+        assert nexus.stop() == 0, nexus.logs
+
+
+def test_a_crashed_worker_is_replaced() -> None:
+    nexus, port = echo_nexus(workers=2)
+    with nexus:
+        victim = int(nexus.events("worker_started")[0]["worker_pid"])
+        os.kill(victim, 9)
+        nexus.wait_for_event("worker_started", count=3)
+        nexus.wait_for_event("worker_ready", count=3)
+        pids = {int(ask(port, "PID")) for _ in range(30)}
+        assert victim not in pids and pids
+        assert nexus.events("worker_died")[0]["worker_pid"] == str(victim)
+
+
+def test_admin_endpoints_answer() -> None:
+    nexus, _port = echo_nexus()
+    with nexus:
+        status, health = nexus.get("/health")
+        assert status == 200 and health["planes"]["echo"]["status"] == "up"
+        assert nexus.get("/health/echo")[0] == 200
+        status, body = nexus.get("/health/postgres")
+        assert status == 404 and body["status"] == "absent" and "no [postgres] plane" in body["reason"]
+        status, metrics = nexus.get("/metrics")
+        assert status == 200 and "nexus_worker_info{" in metrics and "nexus_backend_up{" in metrics
+        status, config = nexus.get("/config")
+        assert status == 200 and len(config["digest"]) == 64 and config["config"]["server"]["shutdown_timeout"] == "10s"
+
+
+def test_startup_failure_exits_non_zero_with_the_reason() -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        # The admin port is held by a socket without SO_REUSEPORT: the bind fails and nothing half-starts.
+        nexus = NexusProcess({"admin": {"listen": listen}}, ready_timeout=15)
+        with pytest.raises(NexusStartError) as info:
+            nexus.start()
+        nexus.stop()
+        assert nexus.returncode == 3
+        assert "startup_failed" in str(info.value)
+    finally:
+        busy.close()
+
+
+def test_bad_config_refuses_to_start() -> None:
+    nexus = NexusProcess({"server": {"wrokers": 2}, "admin": {"listen": free_listen()}}, ready_timeout=15)
+    with pytest.raises(NexusStartError) as info:
+        nexus.start()
+    nexus.stop()
+    assert nexus.returncode == 2
+    assert "server.wrokers: unknown key" in str(info.value)
