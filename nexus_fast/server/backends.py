@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ class RedisBackend:
     host: str
     port: int
     password: str | None = None
+    username: str | None = None
 
     @property
     def address(self) -> str:
@@ -69,32 +69,17 @@ def postgres_backends(config: NexusConfig) -> list[PostgresBackend]:
     return out
 
 
-def _parse_redis_server(text: str) -> tuple[str, int, str]:
-    # twemproxy's "host:port:weight [name]" or plain "host:port"
-    address, _, name = text.strip().partition(" ")
-    parts = address.split(":")
-    host, port = parts[0], int(parts[1])
-    return host, port, name
-
-
 def redis_backends(config: NexusConfig) -> list[RedisBackend]:
-    """Every server of every ``[redis.pools.*]`` entry (strings "host:port[:weight] [name]" or host/port tables)."""
+    """Every server of every ``[redis.pools.*]`` entry, with the credentials the proxy sends to the nodes."""
     section = config.redis
     if section is None:
         return []
     out: list[RedisBackend] = []
-    for pool_name, pool in getattr(section, "pools", {}).items():
-        servers: Iterable[Any] = pool.get("servers", []) if isinstance(pool, dict) else getattr(pool, "servers", [])
-        password = _secret(pool.get("password") if isinstance(pool, dict) else getattr(pool, "password", None))
-        for index, server in enumerate(servers):
-            if isinstance(server, str):
-                host, port, name = _parse_redis_server(server)
-            elif isinstance(server, dict):
-                host, port, name = server.get("host", "127.0.0.1"), int(server.get("port", 6379)), server.get("name", "")
-            else:
-                host, port = getattr(server, "host", "127.0.0.1"), int(getattr(server, "port", 6379))
-                name = getattr(server, "name", "") or ""
-            out.append(RedisBackend(f"{pool_name}/{name or index}", host, port, password))
+    for pool_name, pool in section.pools.items():
+        password = _secret(pool.backend_password)
+        for spec in pool.server_specs():
+            out.append(RedisBackend(f"{pool_name}/{spec.name}", spec.host, spec.port, password,
+                                    pool.backend_username))
     return out
 
 
@@ -124,7 +109,8 @@ async def probe_redis(backend: RedisBackend, timeout: float) -> BackendHealth:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(backend.host, backend.port)
             if backend.password:
-                writer.write(_resp_command(b"AUTH", backend.password.encode()))
+                auth = [backend.username.encode()] if backend.username else []
+                writer.write(_resp_command(b"AUTH", *auth, backend.password.encode()))
                 reply = await reader.readline()
                 if not reply.startswith(b"+OK"):
                     raise ConnectionError(f"AUTH refused: {reply.decode(errors='replace').strip()}")

@@ -93,12 +93,7 @@ def _redis_listeners(config: NexusConfig) -> list[tuple[str, str]]:
     section = config.redis
     if section is None:
         return []
-    out = []
-    for name, pool in getattr(section, "pools", {}).items():
-        listen: Any = pool.get("listen") if isinstance(pool, dict) else getattr(pool, "listen", None)
-        if listen:
-            out.append((name, str(listen)))
-    return out
+    return [(name, pool.listen) for name, pool in section.pools.items()]
 
 
 async def verify(config: NexusConfig, timeout: float = 3.0) -> list[Check]:
@@ -129,6 +124,7 @@ async def verify(config: NexusConfig, timeout: float = 3.0) -> list[Check]:
 
 
 def _why(exc: BaseException) -> str:
+    exc = getattr(exc, "os_error", None) or exc  # aiohttp wraps the connect error
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):

@@ -1,0 +1,148 @@
+"""Config loading and validation: every problem names the file, the key path and the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from nexus_fast.config.errors import ConfigError
+from nexus_fast.config.load import detect_format, digest_of, load_config, to_dict, validate
+from nexus_fast.config.render import to_toml
+
+
+def write(tmp_path, text: str, name: str = "nexus.toml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def problems(path: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == path
+    return {p.key_path: p.reason for p in info.value.problems}
+
+
+def test_an_empty_file_is_the_documented_defaults(tmp_path) -> None:
+    loaded = load_config(write(tmp_path, ""))
+    assert loaded.config.server.workers == 1
+    assert loaded.config.server.shutdown_timeout == 30.0
+    assert loaded.config.admin.listen == "127.0.0.1:8080"
+    assert loaded.config.postgres is None and loaded.config.redis is None
+    assert loaded.file_format == "toml" and len(loaded.digest) == 64
+
+
+def test_a_bad_key_is_rejected_with_its_key_path(tmp_path) -> None:
+    found = problems(write(tmp_path, """
+        [server]
+        workers = 2
+        shutdown_timout = "5s"
+    """))
+    assert found == {"server.shutdown_timout": "unknown key"}
+
+
+def test_a_bad_value_is_rejected_with_its_key_path_and_reason(tmp_path) -> None:
+    found = problems(write(tmp_path, """
+        [admin]
+        health_check_interval = 5
+    """))
+    assert list(found) == ["admin.health_check_interval"]
+    assert "has no unit" in found["admin.health_check_interval"]
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path) -> None:
+    found = problems(write(tmp_path, """
+        [server]
+        workers = 0
+        log_level = "loud"
+        [admin]
+        listen = "nowhere"
+        [nope]
+        x = 1
+    """))
+    assert set(found) == {"server.workers", "server.log_level", "admin.listen", "nope"}
+    assert "between 1 and 256" in found["server.workers"]
+    assert "not host:port" in found["admin.listen"]
+    assert found["nope"] == "unknown key"
+
+
+def test_nested_plane_section_errors_name_the_full_path(tmp_path) -> None:
+    found = problems(write(tmp_path, """
+        [postgres]
+        listen = "127.0.0.1:6432"
+        connect_timeout = "soon"
+    """))
+    assert list(found) == ["postgres.connect_timeout"]
+    assert "is not a duration" in found["postgres.connect_timeout"]
+
+
+def test_the_error_text_names_file_key_and_reason(tmp_path) -> None:
+    path = write(tmp_path, "[server]\nworkers = \"many\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert path in text and "server.workers" in text
+
+
+def test_toml_syntax_and_unreadable_files_are_config_errors(tmp_path) -> None:
+    found = problems(write(tmp_path, "[server\nworkers = 1\n"))
+    assert "not valid TOML" in found[""]
+    found = problems(str(tmp_path / "missing.toml"))
+    assert "cannot read file" in found[""]
+
+
+def test_workers_auto_resolves_to_the_cpu_count(tmp_path) -> None:
+    loaded = load_config(write(tmp_path, '[server]\nworkers = "auto"\n'))
+    assert loaded.config.server.worker_count() == (os.cpu_count() or 1)
+
+
+def test_secrets_are_redacted_on_request_and_kept_otherwise() -> None:
+    config = validate({"postgres": {"auth_user": "pgb", "auth_password": "s3cret",
+                                    "databases": {"app": {"user": "u", "password": "dbpw"}}}}, "mem")
+    redacted = json.dumps(to_dict(config, redact=True))
+    assert "s3cret" not in redacted and "dbpw" not in redacted and "**********" in redacted
+    plain = to_dict(config)
+    assert plain["postgres"]["auth_password"] == "s3cret"
+    assert plain["postgres"]["databases"]["app"]["password"] == "dbpw"
+
+
+def test_effective_config_round_trips_through_toml(tmp_path) -> None:
+    original = load_config(write(tmp_path, """
+        [server]
+        shutdown_timeout = "1500ms"
+        [admin]
+        health_check_interval = "250ms"
+        [postgres]
+        listen = "127.0.0.1:7432"
+        auth_password = "pw"
+        [postgres.databases.app]
+        servers = [{ host = "127.0.0.1", port = 5432 }]
+    """))
+    rendered = to_toml(original)
+    again = load_config(write(tmp_path, rendered, "again.toml"))
+    assert again.config == original.config
+    assert again.digest == original.digest == digest_of(original.config)
+    assert 'shutdown_timeout = "1500ms"' in rendered
+
+
+def test_the_digest_changes_with_the_config() -> None:
+    a = validate({"admin": {"health_check_interval": "1s"}}, "a")
+    b = validate({"admin": {"health_check_interval": "2s"}}, "b")
+    assert digest_of(a) != digest_of(b)
+    assert digest_of(a) == digest_of(validate({"admin": {"health_check_interval": "1000ms"}}, "c"))
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("x.toml", "", "toml"),
+    ("pgbouncer.ini", "", "pgbouncer"),
+    ("nutcracker.yml", "", "nutcracker"),
+    ("nutcracker.yaml", "", "nutcracker"),
+    ("conf", "; comment\n[databases]\nx = host=a\n", "pgbouncer"),
+    ("conf", "alpha:\n  listen: 127.0.0.1:22121\n", "nutcracker"),
+    ("conf", "[server]\nworkers = 1\n", "toml"),
+])
+def test_the_format_is_recognised(name: str, text: str, expected: str) -> None:
+    assert detect_format(name, text) == expected
