@@ -19,6 +19,8 @@ NO_EXTENSIONS_ENV = "NEXUS_FAST_NO_EXTENSIONS"
 TWINS: dict[str, str] = {
     "selectors": "nexus_fast.balance._selectors_py",
     "pgframe": "nexus_fast.postgres._pgframe_py",
+    "ring": "nexus_fast.balance._ring_py",
+    "resp": "nexus_fast.redis._resp_py",
 }
 
 

@@ -35,7 +35,8 @@ PoolMode = Literal["session", "transaction", "statement"]
 AuthType = Literal["trust", "md5", "scram-sha-256"]
 # libpq sslmode words (https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION)
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-LoadBalancing = Literal["round_robin", "least_connections", "random"]
+# The selectors of nexus_fast.balance.selectors (the first three are the ones PgCat/PgDog users know).
+LoadBalancing = Literal["round_robin", "least_connections", "random", "weighted_round_robin", "ip_hash", "p2c_ewma"]
 ServerRole = Literal["primary", "replica"]
 
 
@@ -70,6 +71,7 @@ class DatabaseEntry(Section):
     read_your_writes: Duration = Field(0.0, description="After a client writes, its reads stay on the primary this long (0 = off).")
     ban_time: Duration = Field(30.0, description="How long a replica failing health checks is kept out of reads.")
     read_write_split: bool = Field(True, description="Send reads outside transactions to replicas (when there are any).")
+    read_only_functions: list[str] = Field(default_factory=list, description="Functions of this database known not to write (\"f\" or \"schema.f\"): a SELECT calling them may go to a replica. Added to postgres.read_only_functions.")
 
     def backend_dbname(self, key: str) -> str:
         return self.dbname or key
@@ -168,6 +170,11 @@ class PostgresConfig(Section):
     application_name_add_host: bool = Field(False, description="Append the client address to application_name.")
     ignore_startup_parameters: list[str] = Field(default_factory=lambda: ["extra_float_digits", "search_path"], description="Startup parameters accepted from clients and not forwarded (PgBouncer's key).")
     stats_period: Duration = Field(60.0, description="Period over which SHOW STATS averages are computed.")
+
+    # --- read/write routing (nexus_fast.postgres.router)
+    read_only_functions: list[str] = Field(default_factory=list, description="Functions known not to write, for every database (\"f\" or \"schema.f\"); other non-built-in functions keep a SELECT on the primary.")
+    replica_check_interval: Duration = Field(1.0, description="How often each replica's health and replay lag are polled (as auth_user, else the database's forced user, else postgres).")
+    replica_check_timeout: Duration = Field(2.0, description="A replica (or primary) probe slower than this counts as a failed health check.")
 
     databases: dict[str, DatabaseEntry] = Field(default_factory=dict, description="Databases clients may connect to, keyed by the name they use; '*' is a wildcard fallback.")
     users: dict[str, UserEntry] = Field(default_factory=dict, description="Client logins and per-user settings.")

@@ -1,0 +1,410 @@
+"""Server connection pools: one per (database, user, server index), as PgBouncer keeps one per (database, user).
+
+A ``Pool`` lends ``ServerConnection`` objects to client sessions. The hot path (``try_acquire`` / ``release``) is
+synchronous: an idle connection is handed over inside the ``data_received`` callback that needed it, and a released
+connection goes straight to the longest-waiting client. Only when none is idle does a client wait (``acquire``),
+bounded by ``query_wait_timeout``; new connections are opened up to ``pool_size`` (plus ``reserve_pool_size`` for
+clients that waited ``reserve_pool_timeout``), within ``max_db_connections`` for the database.
+
+Health (``maintain``, run every second by the plane): idle connections past ``server_idle_timeout`` or
+``server_lifetime`` are closed, ``min_pool_size`` is kept, and a connection idle longer than
+``server_check_delay`` runs ``server_check_query`` before it is lent again. Connects are retried with exponential
+backoff and full jitter (AWS architecture blog, "Exponential Backoff And Jitter") while a retry budget allows it.
+
+``PoolStats`` is what the admin console (SHOW POOLS / STATS) and /metrics read; its field names are PgBouncer's
+SHOW POOLS / SHOW STATS column names:
+
+  - ``cl_active`` clients linked to a server or idle; ``cl_waiting`` clients waiting for a server;
+  - ``sv_active`` servers lent to clients; ``sv_idle`` idle servers; ``sv_used`` idle servers due a check;
+    ``sv_login`` servers being opened; ``maxwait_us`` longest current wait;
+  - ``total_xact_count``, ``total_query_count``, ``total_received``, ``total_sent``, ``total_xact_time``,
+    ``total_query_time``, ``total_wait_time`` (microseconds, cumulative); ``servers_closed_dead``,
+    ``servers_replaced``, ``connect_failures``, ``connect_retries``, ``wait_timeouts``.
+
+``Pool.servers()`` lists the server connections (SHOW SERVERS), and the plane's ``sessions`` set the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nexus_fast.observe.metrics import Metrics
+from nexus_fast.postgres.config import PoolSettings, PostgresConfig
+from nexus_fast.postgres.server_conn import ServerConnection, ServerError, ServerLogin, open_server
+
+log = logging.getLogger("nexus_fast.postgres.pool")
+
+
+@dataclass
+class PoolStats:
+    database: str
+    user: str
+    pool_mode: str
+    server: str = ""
+    role: str = "primary"
+    cl_active: int = 0
+    cl_waiting: int = 0
+    sv_active: int = 0
+    sv_idle: int = 0
+    sv_used: int = 0
+    sv_tested: int = 0
+    sv_login: int = 0
+    maxwait_us: int = 0
+    total_xact_count: int = 0
+    total_query_count: int = 0
+    total_received: int = 0
+    total_sent: int = 0
+    total_xact_time: int = 0
+    total_query_time: int = 0
+    total_wait_time: int = 0
+    servers_closed_dead: int = 0
+    servers_replaced: int = 0
+    connect_failures: int = 0
+    connect_retries: int = 0
+    wait_timeouts: int = 0
+
+
+class RetryBudget:
+    """Retries allowed as a share of recent attempts (a token bucket: each attempt adds ``ratio`` tokens)."""
+
+    def __init__(self, ratio: float, minimum: float = 3.0):
+        self.ratio = ratio
+        self.tokens = minimum
+        self.cap = max(minimum, 10.0)
+
+    def on_attempt(self) -> None:
+        self.tokens = min(self.cap, self.tokens + self.ratio)
+
+    def try_spend(self) -> bool:
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class PoolMetrics:
+    """The pool's Prometheus series (labels database, user, server)."""
+
+    def __init__(self, metrics: Metrics | None, labels: tuple[str, str, str]):
+        self.enabled = metrics is not None
+        if metrics is None:
+            return
+        names = ("database", "user", "server")
+        self.wait = metrics.histogram("nexus_postgres_pool_wait_seconds", "Time clients waited for a server connection.", names).labels(*labels)
+        self.xact = metrics.histogram("nexus_postgres_transaction_seconds", "Transaction latency seen by the proxy (first query to release).", names).labels(*labels)
+        self.query = metrics.histogram("nexus_postgres_query_seconds", "Query latency (request to ReadyForQuery).", names).labels(*labels)
+        self.dead = metrics.counter("nexus_postgres_servers_closed_dead_total", "Server connections found dead or broken and closed.", names).labels(*labels)
+        self.connect_fail = metrics.counter("nexus_postgres_server_connect_failures_total", "Failed server connect attempts.", names).labels(*labels)
+
+
+class Pool:
+    def __init__(
+        self,
+        name: str,
+        user: str,
+        server_index: int,
+        role: str,
+        login: ServerLogin,
+        settings: PoolSettings,
+        config: PostgresConfig,
+        metrics: Metrics | None = None,
+        db_counter: Callable[[], int] | None = None,
+    ):
+        self.name = name
+        self.user = user
+        self.server_index = server_index
+        self.role = role
+        self.login = login
+        self.settings = settings
+        self.config = config
+        self.idle: deque[ServerConnection] = deque()
+        self.active: set[ServerConnection] = set()
+        self.connecting = 0
+        self.waiters: deque[tuple[asyncio.Future[ServerConnection], float]] = deque()
+        self.stats = PoolStats(name, user, settings.pool_mode, f"{login.host}:{login.port}", role)
+        self.metrics = PoolMetrics(metrics, (name, user, f"{login.host}:{login.port}"))
+        self.budget = RetryBudget(config.retry_budget_ratio)
+        self.server_params: dict[str, str] | None = None
+        self.closed = False
+        self.paused = False
+        self._db_counter = db_counter
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- views
+    def size(self) -> int:
+        return len(self.idle) + len(self.active) + self.connecting
+
+    def servers(self) -> list[ServerConnection]:
+        return list(self.active) + list(self.idle)
+
+    def refresh_stats(self) -> PoolStats:
+        s = self.stats
+        s.sv_active = len(self.active)
+        s.sv_idle = len(self.idle)
+        s.sv_login = self.connecting
+        s.cl_waiting = len(self.waiters)
+        now = time.monotonic()
+        s.maxwait_us = int((now - self.waiters[0][1]) * 1e6) if self.waiters else 0
+        delay = self.config.server_check_delay
+        s.sv_used = sum(1 for c in self.idle if delay and now - c.last_used > delay)
+        return s
+
+    # --- lending
+    def _usable(self, conn: ServerConnection, now: float) -> bool:
+        if conn.closed or conn.dirty:
+            return False
+        lifetime = self.config.server_lifetime
+        if lifetime and now - conn.created_at > lifetime:
+            conn.close("server_lifetime")
+            return False
+        return True
+
+    def try_acquire(self) -> ServerConnection | None:
+        """An idle connection ready now, or None (then call ``acquire``)."""
+        if self.paused or self.waiters:
+            return None
+        now = time.monotonic()
+        idle = self.idle
+        check_delay = self.config.server_check_delay
+        while idle:
+            conn = idle.pop()  # LIFO: the most recently used connection is the warmest
+            if not self._usable(conn, now):
+                continue
+            if check_delay and self.config.server_check_query and now - conn.last_used > check_delay:
+                idle.append(conn)
+                return None  # needs a check first: the async path
+            self.active.add(conn)
+            return conn
+        return None
+
+    async def acquire(self) -> ServerConnection:
+        """A connection, waiting up to query_wait_timeout; raises ServerError (sqlstate set) on failure."""
+        start = time.monotonic()
+        while True:
+            conn = await self._acquire_once(start)
+            if conn is not None:
+                self.stats.total_wait_time += int((time.monotonic() - start) * 1e6)
+                if self.metrics.enabled:
+                    self.metrics.wait.observe(time.monotonic() - start)
+                return conn
+
+    async def _acquire_once(self, start: float) -> ServerConnection | None:
+        now = time.monotonic()
+        while self.idle and not self.paused:
+            conn = self.idle.pop()
+            if not self._usable(conn, now):
+                continue
+            if await self._checked(conn):
+                self.active.add(conn)
+                return conn
+        if not self.paused and self._may_open(reserve=False):
+            return await self._open_for_client()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ServerConnection] = loop.create_future()
+        entry = (fut, start)
+        self.waiters.append(entry)
+        wait_limit = self.config.query_wait_timeout
+        reserve_at = self.config.reserve_pool_timeout
+        returned: ServerConnection | None = None
+        try:
+            while True:
+                elapsed = time.monotonic() - start
+                timeouts = [t - elapsed for t in (wait_limit, reserve_at) if t and t > elapsed]
+                step = min(timeouts) if timeouts else None
+                try:
+                    returned = await asyncio.wait_for(asyncio.shield(fut), step)
+                    return returned
+                except TimeoutError:
+                    elapsed = time.monotonic() - start
+                    if wait_limit and elapsed >= wait_limit:
+                        self.stats.wait_timeouts += 1
+                        raise ServerError("query_wait_timeout", "08P01") from None
+                    if not self.paused and self._may_open(reserve=True):
+                        self._remove_waiter(entry)
+                        if fut.done() and not fut.cancelled() and fut.exception() is None:
+                            returned = fut.result()
+                            return returned
+                        returned = await self._open_for_client()
+                        return returned
+        finally:
+            self._remove_waiter(entry)
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled() and fut.exception() is None and fut.result() is not returned:
+                # Handed to us by release() just as we gave up: give it back, not leak it.
+                self.release(fut.result())
+
+    def _remove_waiter(self, entry: tuple[asyncio.Future[ServerConnection], float]) -> None:
+        try:
+            self.waiters.remove(entry)
+        except ValueError:
+            pass
+
+    def _may_open(self, reserve: bool) -> bool:
+        limit = self.settings.pool_size + (self.settings.reserve_pool_size if reserve else 0)
+        if self.size() >= limit:
+            return False
+        db_max = self.settings.max_db_connections
+        if db_max and self._db_counter is not None and self._db_counter() >= db_max:
+            return False
+        return True
+
+    async def _checked(self, conn: ServerConnection) -> bool:
+        delay = self.config.server_check_delay
+        query = self.config.server_check_query
+        if not (delay and query and time.monotonic() - conn.last_used > delay):
+            return True
+        try:
+            await conn.run_internal(query, self.config.connect_timeout)
+        except (TimeoutError, ServerError, OSError):
+            self.stats.servers_closed_dead += 1
+            if self.metrics.enabled:
+                self.metrics.dead.inc()
+            conn.close("server_check_query failed")
+            return False
+        conn.last_used = time.monotonic()
+        self.stats.sv_tested += 1
+        return True
+
+    async def _open_for_client(self) -> ServerConnection:
+        conn = await self.open_connection()
+        self.active.add(conn)
+        return conn
+
+    async def open_connection(self) -> ServerConnection:
+        """Connect with retries (exponential backoff, full jitter, retry budget); counted in ``connecting``."""
+        self.connecting += 1
+        try:
+            attempt = 0
+            while True:
+                self.budget.on_attempt()
+                try:
+                    conn = await asyncio.wait_for(open_server(self.login), self.config.connect_timeout or None)
+                except (TimeoutError, OSError, ServerError, EOFError, asyncio.IncompleteReadError) as exc:
+                    self.stats.connect_failures += 1
+                    if self.metrics.enabled:
+                        self.metrics.connect_fail.inc()
+                    # A server that answered with an auth or database error will answer the same again.
+                    permanent = isinstance(exc, ServerError) and exc.fatal_from_server and exc.sqlstate[:2] in ("28", "3D")
+                    if permanent or attempt >= self.config.connect_retries or not self.budget.try_spend():
+                        if isinstance(exc, ServerError):
+                            raise
+                        reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+                        raise ServerError(f"could not connect to server {self.login.host}:{self.login.port}: {reason}") from None
+                    backoff = min(self.config.retry_backoff_max, self.config.retry_backoff_base * (2**attempt))
+                    attempt += 1
+                    self.stats.connect_retries += 1
+                    await asyncio.sleep(random.uniform(0, backoff))
+                    continue
+                conn.pool = self
+                if self.server_params is None:
+                    self.server_params = dict(conn.params)
+                connect_query = self.config.server_connect_query
+                if connect_query:
+                    try:
+                        await conn.run_internal(connect_query, self.config.connect_timeout)
+                    except (TimeoutError, ServerError) as exc:
+                        conn.close("connect_query failed")
+                        raise ServerError(f"server_connect_query failed: {exc}") from None
+                return conn
+        finally:
+            self.connecting -= 1
+
+    def release(self, conn: ServerConnection) -> None:
+        """Return a clean connection (status 'I', no request in flight) to the pool or the next waiter."""
+        self.active.discard(conn)
+        conn.session = None
+        if conn.closed or conn.dirty:
+            conn.close("dirty")
+            self._fill_waiters()
+            return
+        now = time.monotonic()
+        conn.last_used = now
+        lifetime = self.config.server_lifetime
+        if self.closed or (lifetime and now - conn.created_at > lifetime):
+            conn.close("server_lifetime" if not self.closed else "pool closed")
+            self._fill_waiters()
+            return
+        while self.waiters and not self.paused:
+            fut, _start = self.waiters.popleft()
+            if not fut.done():
+                self.active.add(conn)
+                fut.set_result(conn)
+                return
+        self.idle.append(conn)
+
+    def on_server_closed(self, conn: ServerConnection) -> None:
+        was_known = conn in self.active or conn in self.idle
+        self.active.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+        if was_known and conn.close_reason not in ("server_lifetime", "server_idle_timeout", "pool closed", "dirty", "reload"):
+            self.stats.servers_closed_dead += 1
+            if self.metrics.enabled:
+                self.metrics.dead.inc()
+        self._fill_waiters()
+
+    def _fill_waiters(self) -> None:
+        """A slot freed while clients wait: open a replacement connection for the first waiter."""
+        if self.closed or not self.waiters or not self._may_open(reserve=False):
+            return
+        task = asyncio.get_running_loop().create_task(self._replace())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self) -> None:
+        try:
+            conn = await self.open_connection()
+        except ServerError as exc:
+            # Tell the first waiter why instead of letting it wait for query_wait_timeout.
+            while self.waiters:
+                fut, _ = self.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(exc)
+                    break
+            return
+        self.stats.servers_replaced += 1
+        self.active.add(conn)
+        self.release(conn)
+
+    # --- health
+    async def maintain(self) -> None:
+        """Close idle connections past server_idle_timeout / server_lifetime; keep min_pool_size open."""
+        now = time.monotonic()
+        idle_timeout = self.config.server_idle_timeout
+        lifetime = self.config.server_lifetime
+        for conn in list(self.idle):
+            if conn.closed:
+                self.on_server_closed(conn)
+            elif idle_timeout and now - conn.last_used > idle_timeout and self.size() > self.settings.min_pool_size:
+                conn.close("server_idle_timeout")
+            elif lifetime and now - conn.created_at > lifetime:
+                conn.close("server_lifetime")
+        while not self.closed and not self.paused and self.size() < self.settings.min_pool_size:
+            try:
+                conn = await self.open_connection()
+            except ServerError:
+                break
+            self.active.add(conn)
+            self.release(conn)
+
+    async def close(self, reason: str = "pool closed") -> None:
+        self.closed = True
+        for conn in list(self.idle):
+            conn.close(reason)
+        self.idle.clear()
+        for fut, _ in list(self.waiters):
+            if not fut.done():
+                fut.set_exception(ServerError("pool is closing", "57P01"))
+        self.waiters.clear()
+        for task in list(self._tasks):
+            task.cancel()

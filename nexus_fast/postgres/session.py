@@ -1,0 +1,852 @@
+"""A client connection: login, then relaying between the client and the server connection lent to it.
+
+Routing seam (for the routing engineer, who owns ``router.py``): for every transaction (transaction mode), every
+statement (statement mode) or once per session (session mode) this module calls
+``plane.router_for(database).route(sql, self.route_state)`` with the first statement's text (a Query's SQL, a
+Parse's SQL, or the SQL of the named statement a Bind executes) and the per-client ``ClientRouteState`` from
+``nexus_fast.postgres.route``; it then lends a connection from the pool of ``decision.server_index``. A failed
+connect is reported with ``router.on_server_error(server_index, reason)`` when the router has that method.
+``route_state.in_transaction`` is kept current from ReadyForQuery. Databases with a single server skip the router.
+
+Admin console seam (``admin_console.py``, also theirs): a client of database ``pgbouncer`` or ``nexus`` whose user
+is in ``admin_users`` or ``stats_users`` gets ``AdminConsole(plane)``; each simple Query is answered by
+``await console.execute(sql, session)`` which returns the response bytes (RowDescription/DataRow/CommandComplete
+or ErrorResponse) without ReadyForQuery; the session appends ReadyForQuery. ``session.is_admin`` says whether the
+user may run commands that change state. ``plane.sessions`` and ``Pool.servers()`` / ``Pool.refresh_stats()``
+feed SHOW CLIENTS / SERVERS / POOLS.
+
+Data path (transaction mode): complete client messages are forwarded as one buffer; the Cython framer counts the
+Query/Sync messages (each answered by one ReadyForQuery) and finds the last ReadyForQuery's status in the server's
+bytes, so the connection is released when the count drains and the status is idle ('I'). Only buffers holding
+named prepared-statement messages, ParameterStatus or responses the proxy must drop are parsed message by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from nexus_fast.postgres import framing as fr
+from nexus_fast.postgres import protocol as pq
+from nexus_fast.postgres.auth import AuthFailed, ScramKeys, ScramServer, Secret
+from nexus_fast.postgres.route import ClientRouteState
+from nexus_fast.postgres.server_conn import ServerConnection, ServerError, set_keepalive
+
+if TYPE_CHECKING:
+    from nexus_fast.postgres.plane import PostgresPlane
+    from nexus_fast.postgres.pool import Pool
+
+log = logging.getLogger("nexus_fast.postgres.session")
+
+ADMIN_DATABASES = ("pgbouncer", "nexus")
+# Parameters PgBouncer tracks per client and re-applies on whichever server serves it (its "track_extra_parameters"
+# defaults); other startup parameters are not forwarded to shared server connections.
+TRACKED_PARAMS = ("client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings", "application_name", "IntervalStyle")
+_TRACKED_LOWER = {p.lower(): p for p in TRACKED_PARAMS}
+CLOSED_DUMMY = b"nx_closed"  # Close of a name never prepared is not an error (protocol-message-formats.html, Close)
+_SESSION_IDS = iter(range(1, 1 << 62))
+
+LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
+
+
+def _norm(value: str) -> str:
+    return value.lower().replace("-", "").replace("_", "")
+
+
+class ClientSession(asyncio.Protocol):
+    def __init__(self, plane: PostgresPlane):
+        self.plane = plane
+        self.config = plane.config
+        self.state = LOGIN
+        self.transport: Any = None
+        self.login = pq.ClientLogin()
+        self.id = next(_SESSION_IDS)
+        self.addr = ""
+        self.port = 0
+        self.tls = False
+        self.user = ""
+        self.database = ""
+        self.startup_params: dict[str, str] = {}
+        self.params: dict[str, str] = {}  # what the client believes the server parameters are
+        self.pid = 0
+        self.key = 0
+        self.is_admin = False
+        self.pool_mode = "transaction"
+        self.track_prepared = False
+        self.route_state = ClientRouteState("", "")
+        self.server: ServerConnection | None = None
+        self.server_pool: Pool | None = None
+        self.pools: dict[int, Pool] = {}
+        self.single_server = True
+        self.inbuf = bytearray()
+        self.srv_tail = b""
+        self.pending = 0
+        self.waiting = False
+        self.paused = False
+        self.connect_time = time.time()
+        self.request_time = time.time()
+        self.xact_start = 0.0
+        self.query_start = 0.0
+        self.prepared: dict[bytes, tuple[bytes, bytes, bytes]] = {}  # client name -> (sql, param types, server name)
+        self.scram_client_keys: ScramKeys | None = None
+        self.secret: Secret | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._auth: Any = None
+        self._salt = b""
+        self._console: Any = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ asyncio plumbing
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.addr, self.port = str(peer[0]), int(peer[1])
+        else:
+            self.addr = "unix"
+        set_keepalive(transport.get_extra_info("socket"), self.config.tcp_keepalive, self.config.tcp_keepidle,
+                      self.config.tcp_keepintvl, self.config.tcp_keepcnt)
+        self.plane.sessions.add(self)
+        if len(self.plane.sessions) > self.config.max_client_conn:
+            self.fatal("no more connections allowed (max_client_conn)", "53300")
+            return
+        if self.config.client_login_timeout:
+            self._timer("login", self.config.client_login_timeout, self._login_timeout)
+
+    def _login_timeout(self) -> None:
+        if self.state in (LOGIN, AUTH, CONNECTING):
+            self.fatal("client_login_timeout", "08P01")
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == READY:
+            self.request_time = time.time()
+            if self._timers:
+                self._cancel_timer("idle")
+            self.inbuf += data
+            if not self.waiting:
+                self._pump()
+        elif state in (LOGIN, AUTH):
+            self._login_data(data)
+        elif state == ADMIN:
+            self.inbuf += data
+            self._admin_pump()
+        elif state == CONNECTING:
+            self.inbuf += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.plane.sessions.discard(self)
+        self.plane.cancel_keys.pop((self.pid, self.key), None)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        server, pool = self.server, self.server_pool
+        self.server = None
+        if server is not None and pool is not None:
+            server.session = None
+            self._return_dirty(server, pool)
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the server sends: stop reading the server (backpressure).
+        if self.server is not None and not self.server.closed:
+            self.server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.server is not None and not self.server.closed:
+            self.server.transport.resume_reading()
+
+    def pause_client_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_client_reading(self) -> None:
+        if self.paused and self.transport is not None and self.state != CLOSED:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("session %s task failed: %r", self.id, exc)
+            self.fatal(f"internal error: {exc}", "XX000")
+
+    def _timer(self, name: str, delay: float, callback: Any) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._timers[name] = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self.state != CLOSED and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def fatal(self, message: str, sqlstate: str = "08P01") -> None:
+        """Send a FATAL ErrorResponse and close (PostgreSQL's behaviour for errors outside a query)."""
+        if self.transport is None or self._closing:
+            return
+        self._closing = True
+        self.write(pq.error_response(message, sqlstate))
+        self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # ------------------------------------------------------------------ login
+    def _login_data(self, data: bytes) -> None:
+        try:
+            events = self.login.feed(data)
+        except pq.ProtocolViolation as exc:
+            self.fatal(str(exc), exc.sqlstate)
+            return
+        for event in events:
+            if isinstance(event, pq.SSLRequested):
+                self._on_ssl_request()
+                return
+            if isinstance(event, pq.GSSENCRequested):
+                self.write(b"N")  # GSSAPI encryption is not supported; the client may go on in the clear
+            elif isinstance(event, pq.CancelRequested):
+                self.plane.cancel_from_client(event.pid, event.key)
+                self.close()
+                return
+            elif isinstance(event, pq.StartupReceived):
+                self._on_startup(event)
+            elif isinstance(event, pq.PasswordReceived):
+                self._on_password(event.data)
+
+    def _on_ssl_request(self) -> None:
+        ctx = self.plane.client_ssl_context
+        if ctx is None or self.tls:
+            self.write(b"N")
+            rest = self.login.take_rest()
+            if rest:
+                self._login_data(rest)
+            return
+        self.write(b"S")
+        self.transport.pause_reading()
+        self._spawn(self._start_tls(ctx))
+
+    async def _start_tls(self, ctx: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(self.transport, self, ctx, server_side=True, ssl_handshake_timeout=10.0)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError):
+            self.close()
+            return
+        self.transport = transport
+        self.tls = True
+
+    def _on_startup(self, event: pq.StartupReceived) -> None:
+        cfg = self.config
+        if cfg.client_tls_sslmode in ("require", "verify-ca", "verify-full") and not self.tls and self.addr != "unix":
+            self.fatal("SSL required", "28000")
+            return
+        self.user = event.user
+        self.database = event.database
+        self.startup_params = dict(event.params)
+        if self.database in ADMIN_DATABASES and self.database not in cfg.databases:
+            if self.user not in cfg.admin_users and self.user not in cfg.stats_users:
+                self.fatal(f'not allowed to connect to admin console as "{self.user}"', "28000")
+                return
+            self.is_admin = self.user in cfg.admin_users
+        elif cfg.database(self.database) is None:
+            self.fatal(f'no such database: "{self.database}"', "3D000")
+            return
+        self.state = AUTH
+        self._spawn(self._authenticate())
+
+    async def _authenticate(self) -> None:
+        cfg = self.config
+        if cfg.auth_type == "trust":
+            await self._login_complete()
+            return
+        try:
+            secret = await self.plane.lookup_secret(self.user, self.database)
+        except ServerError as exc:
+            self.fatal(f"auth_query failed: {exc}", "28000")
+            return
+        if secret is None:
+            self.fatal(f'password authentication failed for user "{self.user}"', "28P01")
+            return
+        self.secret = secret
+        if cfg.auth_type == "scram-sha-256" and not secret.is_md5:
+            keys = secret.scram_keys()
+            if keys is None:
+                self.fatal(f'password authentication failed for user "{self.user}"', "28P01")
+                return
+            self._auth = ScramServer(keys)
+            self.write(pq.auth_sasl_request())
+        else:
+            if secret.is_scram:  # an md5 exchange cannot be checked against a SCRAM secret: use SCRAM
+                keys = secret.scram_keys()
+                assert keys is not None
+                self._auth = ScramServer(keys)
+                self.write(pq.auth_sasl_request())
+                return
+            self._salt = os.urandom(4)
+            self._auth = "md5"
+            self.write(pq.auth_md5_request(self._salt))
+
+    def _on_password(self, data: bytes) -> None:
+        auth = self._auth
+        failed = f'password authentication failed for user "{self.user}"'
+        try:
+            if auth == "md5":
+                assert self.secret is not None
+                if not self.secret.verify_md5(self._salt, data):
+                    raise AuthFailed(failed)
+                self._auth = None
+                self._spawn(self._login_complete())
+            elif isinstance(auth, ScramServer):
+                if not auth._client_first_bare:
+                    mechanism, payload = pq.decode_sasl_initial(data)
+                    if mechanism != "SCRAM-SHA-256":
+                        raise AuthFailed("unsupported SASL mechanism")
+                    self.write(pq.auth_sasl_continue(auth.first(payload)))
+                else:
+                    final = auth.final(data)
+                    self.write(pq.auth_sasl_final(final))
+                    keys = auth.keys
+                    self.scram_client_keys = ScramKeys(keys.iterations, keys.salt, keys.stored_key, keys.server_key, auth.client_key)
+                    self._auth = None
+                    self._spawn(self._login_complete())
+            else:
+                raise AuthFailed("unexpected password message")
+        except AuthFailed as exc:
+            self.plane.stats_auth_failures += 1
+            self.fatal(str(exc) if "failed" in str(exc) else failed, "28P01")
+        except pq.ProtocolViolation as exc:
+            self.fatal(str(exc), exc.sqlstate)
+
+    async def _login_complete(self) -> None:
+        self.state = CONNECTING
+        plane = self.plane
+        self._cancel_timer("login")
+        self.pid, self.key = plane.new_cancel_key(self)
+        if self.database in ADMIN_DATABASES and self.database not in self.config.databases:
+            self._console = plane.admin_console()
+            params = {"server_version": "15.0 (nexus-fast)", "client_encoding": "UTF8", "server_encoding": "UTF8",
+                      "DateStyle": "ISO, MDY", "standard_conforming_strings": "on", "integer_datetimes": "on",
+                      "application_name": self.startup_params.get("application_name", "")}
+            self.write(pq.auth_ok() + b"".join(pq.parameter_status(k, v) for k, v in params.items())
+                       + pq.backend_key_data(self.pid, self.key) + pq.ready_for_query())
+            self.state = ADMIN
+            if self.inbuf:
+                self._admin_pump()
+            return
+        settings = self.config.pool_settings(self.database, self.user)
+        self.pool_mode = settings.pool_mode
+        self.track_prepared = self.pool_mode != "session" and self.config.max_prepared_statements > 0
+        self.route_state = ClientRouteState(self.database, self.user, self.addr, pool_mode=self.pool_mode)
+        entry = self.config.database(self.database)
+        assert entry is not None
+        self.single_server = len(entry.server_list()) == 1
+        primary = plane.pool_for(self, entry.server_list().index(entry.primary()))
+        params: dict[str, str] | None = primary.server_params
+        try:
+            if self.pool_mode == "session":
+                server, pool = await self._acquire_routed("")
+                self._attach(server, pool)
+                params = server.params
+            elif params is None:
+                conn = await primary.acquire()
+                params = dict(conn.params)
+                primary.release(conn)
+        except ServerError as exc:
+            self.fatal(str(exc), exc.sqlstate)
+            return
+        self.params = dict(params or {})
+        for key, value in self.startup_params.items():
+            canon = _TRACKED_LOWER.get(key.lower())
+            if canon and _norm(self.params.get(canon, "")) != _norm(value):
+                self.params[canon] = value
+        out = [pq.auth_ok()]
+        out += [pq.parameter_status(k, v) for k, v in self.params.items()]
+        out.append(pq.backend_key_data(self.pid, self.key))
+        out.append(pq.ready_for_query())
+        self.write(b"".join(out))
+        self.state = READY
+        self._arm_idle(b"I")
+        if self.inbuf and not self.waiting:
+            self._pump()
+
+    # ------------------------------------------------------------------ admin console
+    def _admin_pump(self) -> None:
+        if self.waiting:
+            return
+        buf = self.inbuf
+        try:
+            messages, _end = fr.split_messages(buf)
+        except ValueError as exc:
+            self.fatal(str(exc))
+            return
+        if not messages:
+            return
+        kind, start, stop = messages[0]
+        body = bytes(buf[start + 5 : stop])
+        del buf[:stop]
+        if kind == ord("X"):
+            self.close()
+            return
+        if kind != ord("Q"):
+            self.fatal("the admin console supports only the simple query protocol", "08P01")
+            return
+        sql = body.rstrip(b"\x00").decode("utf-8", "replace")
+        self.waiting = True
+        self._spawn(self._admin_run(sql))
+
+    async def _admin_run(self, sql: str) -> None:
+        try:
+            if self._console is None:
+                out = pq.error_response("admin console not available", "0A000", "ERROR")
+            else:
+                out = await self._console.execute(sql, self)
+        except Exception as exc:  # a broken SHOW must not kill the console session
+            log.exception("admin console command failed")
+            out = pq.error_response(f"admin command failed: {exc}", "XX000", "ERROR")
+        self.write(out + pq.ready_for_query())
+        self.waiting = False
+        if self.inbuf and self.state == ADMIN:
+            self._admin_pump()
+
+    # ------------------------------------------------------------------ routing and lending
+    def _first_sql(self, buf: bytearray, end: int) -> str:
+        messages, _ = fr.split_messages(buf[:end])
+        for kind, start, stop in messages:
+            body = bytes(buf[start + 5 : stop])
+            if kind in (ord("Q"), ord("P")):
+                if kind == ord("P"):
+                    _name, pos = pq.read_cstr(body, 0)
+                    body = body[pos:]
+                return body.split(b"\x00", 1)[0].decode("utf-8", "replace")
+            if kind == ord("B"):
+                _portal, stmt, _ = pq.decode_bind_names(body)
+                known = self.prepared.get(stmt)
+                return known[0].decode("utf-8", "replace") if known else ""
+        return ""
+
+    def _route_index(self, sql: str) -> int:
+        router = self.plane.router_for(self.database)
+        decision = router.route(sql, self.route_state)
+        return decision.server_index
+
+    def _pool(self, index: int) -> Pool:
+        pool = self.pools.get(index)
+        if pool is None or pool.closed:
+            pool = self.plane.pool_for(self, index)
+            self.pools[index] = pool
+        return pool
+
+    async def _acquire_routed(self, sql: str) -> tuple[ServerConnection, Pool]:
+        index = 0 if self.single_server else self._route_index(sql)
+        pool = self._pool(index)
+        try:
+            return await pool.acquire(), pool
+        except ServerError as exc:
+            router = self.plane.router_for(self.database)
+            on_error = getattr(router, "on_server_error", None)
+            if on_error is not None:
+                on_error(index, str(exc))
+            raise
+
+    def _pump(self) -> None:
+        """Forward complete client messages to the server lent to this client, borrowing one if needed."""
+        buf = self.inbuf
+        try:
+            end, syncs, flags = fr.scan_client(buf)
+        except ValueError as exc:
+            self.fatal(f"invalid message from client: {exc}")
+            return
+        if end == 0:
+            if len(buf) > (1 << 20) + 5 and self.server is None:
+                self.fatal("message too large", "54000")
+            return
+        if flags & fr.C_TERMINATE:
+            self._on_terminate(end)
+            return
+        if flags & fr.C_UNKNOWN:
+            self.fatal("invalid frontend message type", "08P01")
+            return
+        server = self.server
+        if server is None:
+            if self.single_server:
+                index = 0
+            else:
+                try:
+                    index = self._route_index(self._first_sql(buf, end))
+                except Exception as exc:
+                    log.exception("router failed; using the primary")
+                    entry = self.config.database(self.database)
+                    index = entry.server_list().index(entry.primary()) if entry else 0
+                    del exc
+            pool = self._pool(index)
+            server = pool.try_acquire()
+            if server is None:
+                self.waiting = True
+                self.pause_client_reading()
+                self._spawn(self._wait_for_server(index, pool))
+                return
+            self._attach(server, pool)
+        self._forward(server, end, syncs, flags)
+
+    async def _wait_for_server(self, index: int, pool: Pool) -> None:
+        try:
+            server = await pool.acquire()
+        except ServerError as exc:
+            router = self.plane.router_for(self.database)
+            on_error = getattr(router, "on_server_error", None)
+            if on_error is not None:
+                on_error(index, str(exc))
+            self.waiting = False
+            msg = "query_wait_timeout" if str(exc) == "query_wait_timeout" else str(exc)
+            self.fatal(msg, exc.sqlstate)
+            return
+        if self.state == CLOSED:
+            pool.release(server)
+            return
+        self.waiting = False
+        self._attach(server, pool)
+        self.resume_client_reading()
+        self._pump()
+
+    def _attach(self, server: ServerConnection, pool: Pool) -> None:
+        self.server = server
+        self.server_pool = pool
+        server.session = self
+        self.srv_tail = b""
+        self.xact_start = time.monotonic()
+        # Re-apply the client's tracked parameters on a server that differs (transaction/statement mode).
+        if self.pool_mode != "session":
+            sets = []
+            for key in TRACKED_PARAMS:
+                want = self.params.get(key)
+                if want is not None and _norm(server.params.get(key, "")) != _norm(want):
+                    sets.append(f"SET {key} TO '{want.replace(chr(39), chr(39) * 2)}'")
+            if sets:
+                server.swallow_ready += 1
+                server.prepared.syncs_sent += 1
+                if server.prepared.busy:
+                    tracker = server.prepared
+                    tracker.marks.append((tracker.syncs_sent, tracker.parses_sent, tracker.closes_sent))
+                server.write(pq.query(";".join(sets)))
+
+    def _forward(self, server: ServerConnection, end: int, syncs: int, flags: int) -> None:
+        buf = self.inbuf
+        chunk: bytes | bytearray
+        if self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE) or server.prepared.busy):
+            chunk = self._rewrite(server, bytes(buf[:end]))
+        else:
+            chunk = bytes(buf[:end])
+            server.prepared.syncs_sent += syncs
+        del buf[:end]
+        if syncs:
+            if self.pending == 0:
+                self.query_start = time.monotonic()
+                if self.config.query_timeout:
+                    self._timer("query", self.config.query_timeout, self._on_query_timeout)
+            self.pending += syncs
+        pool = self.server_pool
+        if pool is not None:
+            pool.stats.total_received += end
+        server.write(chunk)
+        if self.paused and not self.waiting and self.transport is not None:
+            self.resume_client_reading()
+
+    def _rewrite(self, server: ServerConnection, data: bytes) -> bytes:
+        """Map client statement names to server names; prepare statements the server lacks (module docstring)."""
+        tracker = server.prepared
+        limit = self.config.max_prepared_statements
+        out: list[bytes] = []
+        messages, _ = fr.split_messages(data)
+        for kind, start, stop in messages:
+            if kind == 80:  # 'P' Parse
+                msg = pq.decode_parse(data[start + 5 : stop])
+                if msg.name:
+                    server_name = b"nx_" + xxhash.xxh64_hexdigest(msg.sql + b"\x00" + msg.param_types).encode()
+                    self.prepared[msg.name] = (msg.sql, msg.param_types, server_name)
+                    if server_name in tracker.lru:
+                        tracker.lru.move_to_end(server_name)
+                        out.append(pq.parse(b"", msg.sql, msg.param_types))  # answers ParseComplete, no clash
+                        tracker.parse_queue.append((tracker.parses_sent, None, False))
+                    else:
+                        self._evict(tracker, limit, out)
+                        tracker.lru[server_name] = None
+                        out.append(pq.parse(server_name, msg.sql, msg.param_types))
+                        tracker.parse_queue.append((tracker.parses_sent, server_name, False))
+                else:
+                    out.append(data[start:stop])
+                    tracker.parse_queue.append((tracker.parses_sent, None, False))
+                tracker.parses_sent += 1
+            elif kind == 66:  # 'B' Bind
+                body = data[start + 5 : stop]
+                portal, stmt, rest_at = pq.decode_bind_names(body)
+                if stmt and stmt in self.prepared:
+                    server_name = self._ensure(tracker, stmt, limit, out)
+                    out.append(pq.message(b"B", pq.cstr(portal) + pq.cstr(server_name) + body[rest_at:]))
+                else:
+                    out.append(data[start:stop])
+            elif kind == 68 or kind == 67:  # 'D' Describe / 'C' Close
+                target, name = pq.decode_target(data[start + 5 : stop])
+                if target == b"S" and name:
+                    if kind == 68:
+                        if name in self.prepared:
+                            server_name = self._ensure(tracker, name, limit, out)
+                            out.append(pq.message(b"D", b"S" + pq.cstr(server_name)))
+                        else:
+                            out.append(data[start:stop])
+                    else:
+                        # The server copy stays for other clients; the client's name is forgotten.
+                        self.prepared.pop(name, None)
+                        out.append(pq.close_statement(CLOSED_DUMMY))
+                        tracker.close_queue.append((tracker.closes_sent, False))
+                        tracker.closes_sent += 1
+                else:
+                    out.append(data[start:stop])
+                    if kind == 67:
+                        tracker.close_queue.append((tracker.closes_sent, False))
+                        tracker.closes_sent += 1
+            else:
+                out.append(data[start:stop])
+                if kind in (83, 81, 70):  # Sync, Query, FunctionCall: answered by ReadyForQuery
+                    tracker.syncs_sent += 1
+                    if tracker.busy:
+                        tracker.marks.append((tracker.syncs_sent, tracker.parses_sent, tracker.closes_sent))
+        return b"".join(out)
+
+    def _ensure(self, tracker: Any, name: bytes, limit: int, out: list[bytes]) -> bytes:
+        sql, types, server_name = self.prepared[name]
+        if server_name in tracker.lru:
+            tracker.lru.move_to_end(server_name)
+            return server_name
+        self._evict(tracker, limit, out)
+        out.append(pq.parse(server_name, sql, types))
+        tracker.lru[server_name] = None
+        tracker.parse_queue.append((tracker.parses_sent, server_name, True))
+        tracker.parses_sent += 1
+        return server_name
+
+    def _evict(self, tracker: Any, limit: int, out: list[bytes]) -> None:
+        while limit and len(tracker.lru) >= limit:
+            old, _ = tracker.lru.popitem(last=False)
+            out.append(pq.close_statement(old))
+            tracker.close_queue.append((tracker.closes_sent, True))
+            tracker.closes_sent += 1
+
+    def _on_terminate(self, end: int) -> None:
+        # Forward what precedes Terminate, then close; the server is returned by connection_lost.
+        messages, _ = fr.split_messages(self.inbuf[:end])
+        before = 0
+        for kind, start, _stop in messages:
+            if kind == ord("X"):
+                before = start
+                break
+        if before and self.server is not None:
+            data = self.inbuf[:before]
+            _e, syncs, _f = fr.scan_client(data)
+            self.inbuf = bytearray(data)
+            self._forward(self.server, before, syncs, _f)
+        self.inbuf.clear()
+        self.close()
+
+    # ------------------------------------------------------------------ server data
+    def on_server_data(self, data: bytes) -> None:
+        server = self.server
+        if server is None:
+            return
+        if self.srv_tail:
+            data = self.srv_tail + data
+            self.srv_tail = b""
+        try:
+            end, ready, status, flags = fr.scan_server(data)
+        except ValueError:
+            server.dirty = True
+            self.fatal("server sent an invalid message", "08P01")
+            return
+        tracker = server.prepared
+        if server.swallow_ready or flags & fr.S_PARAMETER_STATUS or (
+            (tracker.busy or tracker.marks) and (flags & (fr.S_PARSE_COMPLETE | fr.S_CLOSE_COMPLETE) or ready)
+        ):
+            out, ready, status = self._filter_server(server, data, end)
+        else:
+            out = data if end == len(data) else data[:end]
+            if ready:
+                tracker.ready_seen += ready
+        if end < len(data):
+            self.srv_tail = data[end:]
+        if out:
+            self.write(out)
+            pool = self.server_pool
+            if pool is not None:
+                pool.stats.total_sent += len(out)
+        if ready:
+            self._on_ready(server, ready, status)
+
+    def _filter_server(self, server: ServerConnection, data: bytes, end: int) -> tuple[bytes, int, int]:
+        tracker = server.prepared
+        out: list[bytes] = []
+        ready = 0
+        status = 0
+        messages, _ = fr.split_messages(data, 0)
+        for kind, start, stop in messages:
+            if kind == 83:  # 'S' ParameterStatus
+                body = data[start + 5 : stop]
+                name, pos = pq.read_cstr(body, 0)
+                value, _ = pq.read_cstr(body, pos)
+                key, val = name.decode("utf-8", "replace"), value.decode("utf-8", "replace")
+                server.params[key] = val
+                self.params[key] = val
+                if server.swallow_ready:
+                    continue
+            if server.swallow_ready:
+                if kind == 90:
+                    server.swallow_ready -= 1
+                    server.status = data[start + 5 : start + 6]
+                    tracker.ready_seen += 1
+                    tracker.reconcile()
+                continue
+            if kind == 49 and tracker.parse_queue:  # '1' ParseComplete
+                _seq, _name, drop = tracker.parse_queue.popleft()
+                if drop:
+                    continue
+            elif kind == 51 and tracker.close_queue:  # '3' CloseComplete
+                _seq, drop = tracker.close_queue.popleft()
+                if drop:
+                    continue
+            elif kind == 90:
+                tracker.ready_seen += 1
+                tracker.reconcile()
+                ready += 1
+                status = data[start + 5]
+            out.append(data[start:stop])
+        return b"".join(out), ready, status
+
+    def _on_ready(self, server: ServerConnection, ready: int, status: int) -> None:
+        self.pending -= ready
+        st = bytes((status,))
+        server.status = st
+        self.route_state.in_transaction = st != b"I"
+        if self.pending > 0:
+            return
+        self.pending = 0
+        now = time.monotonic()
+        pool = self.server_pool
+        if self._timers:
+            self._cancel_timer("query")
+        if pool is not None:
+            stats = pool.stats
+            stats.total_query_count += 1
+            stats.total_query_time += int((now - self.query_start) * 1e6)
+            if pool.metrics.enabled:
+                pool.metrics.query.observe(now - self.query_start)
+        if st == b"I":
+            if pool is not None:
+                stats.total_xact_count += 1
+                stats.total_xact_time += int((now - self.xact_start) * 1e6)
+                if pool.metrics.enabled:
+                    pool.metrics.xact.observe(now - self.xact_start)
+            self.xact_start = now
+            if self.pool_mode != "session":
+                self._release()
+                if self.inbuf and not self.waiting and self.state == READY:
+                    self._pump()
+        elif self.pool_mode == "statement":
+            self.fatal("transaction blocks not allowed in statement pooling mode", "08P01")
+            return
+        self._arm_idle(st)
+
+    def _release(self) -> None:
+        server, pool = self.server, self.server_pool
+        self.server = None
+        if server is None or pool is None:
+            return
+        server.session = None
+        if self.config.server_reset_query_always and self.config.server_reset_query:
+            self._spawn(self._reset_and_release(server, pool, False))
+            return
+        pool.release(server)
+
+    def _arm_idle(self, status: bytes) -> None:
+        cfg = self.config
+        if status == b"I":
+            if cfg.client_idle_timeout:
+                self._timer("idle", cfg.client_idle_timeout, lambda: self.fatal("client_idle_timeout", "08P01"))
+        elif cfg.idle_transaction_timeout:
+            self._timer("idle", cfg.idle_transaction_timeout, lambda: self.fatal("idle transaction timeout", "25P03"))
+
+    def _on_query_timeout(self) -> None:
+        self._timers.pop("query", None)
+        server = self.server
+        if server is None or self.pending == 0:
+            return
+        # Cancel on the server (the client then receives the server's 57014 error), as a CancelRequest would.
+        self.plane.spawn(self.plane.cancel_server(server))
+        self.write(pq.notice_response("query_timeout: cancelling the query on the server", "57014"))
+
+    def on_server_lost(self, server: ServerConnection) -> None:
+        if self.server is server:
+            self.server = None
+            if self.state in (READY, CONNECTING):
+                self.fatal(f"server connection lost ({server.close_reason})", "08006")
+
+    def cancel_on_server(self) -> None:
+        server = self.server
+        if server is not None and not server.closed:
+            self.plane.spawn(self.plane.cancel_server(server))
+
+    # ------------------------------------------------------------------ giving servers back
+    def _return_dirty(self, server: ServerConnection, pool: Pool) -> None:
+        """The client left: make the server clean before anyone else gets it."""
+        if self.pending > 0 or server.swallow_ready:
+            # A request is in flight: its state is unknowable without waiting; close it (and stop the query).
+            server.dirty = True
+            self.plane.spawn(self.plane.cancel_server(server))
+            pool.active.discard(server)
+            server.close("client left mid-query")
+            return
+        in_xact = server.status != b"I"
+        if self.pool_mode == "session" or in_xact:
+            self.plane.spawn(self._reset_and_release(server, pool, in_xact))
+        else:
+            pool.release(server)
+
+    async def _reset_and_release(self, server: ServerConnection, pool: Pool, rollback: bool) -> None:
+        timeout = self.config.connect_timeout or 5.0
+        try:
+            if rollback or server.status != b"I":
+                await server.run_internal("ROLLBACK", timeout)
+            if self.pool_mode == "session" or self.config.server_reset_query_always:
+                reset = self.config.server_reset_query
+                if reset:
+                    await server.run_internal(reset, timeout)
+                    if "all" in reset.lower():
+                        server.prepared.clear()
+        except (TimeoutError, ServerError, OSError):
+            server.dirty = True
+        pool.release(server)
+
+
+def cancel_packet_key(packet: bytes) -> tuple[int, int]:
+    return struct.unpack("!iI", packet[8:16])
