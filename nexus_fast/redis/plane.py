@@ -1,0 +1,239 @@
+"""The Redis data plane: one ``RedisPool`` per ``[redis.pools.<name>]``, each with its listener, router and nodes.
+
+``create_plane(config, metrics)`` is what the process shell calls (contract in ``nexus_fast/server/plane.py``).
+A pool's background task (every 50 ms) enforces request timeouts, probes ejected nodes after
+``server_retry_timeout``, runs active PING checks every ``health_check_interval``, refreshes the cluster slot map,
+and copies the hot path's plain counters into Prometheus once a second (a Prometheus call per request would cost
+more than the forwarding itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import Any
+
+from nexus_fast.config.schema import NexusConfig
+from nexus_fast.observe.metrics import Metrics
+from nexus_fast.redis.config import RedisPoolConfig
+from nexus_fast.redis.metrics import RedisMetrics
+from nexus_fast.redis.router import ClusterRouter, RingRouter, Router
+from nexus_fast.redis.session import ClientSession
+from nexus_fast.server.plane import BackendHealth
+
+log = logging.getLogger("nexus_fast.redis")
+
+TICK = 0.05
+
+
+class RedisPool:
+    def __init__(self, name: str, config: RedisPoolConfig, metrics: RedisMetrics) -> None:
+        self.name = name
+        self.config = config
+        self.metrics = metrics
+        self.router: Router = ClusterRouter(name, config) if config.mode == "cluster" else RingRouter(name, config)
+        self.sessions: set[ClientSession] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self._task: asyncio.Task | None = None
+        self._probes: set[asyncio.Task] = set()
+        self._client_ids = 0
+        self.bytes_in = 0
+        self.unsupported = 0
+        self.auth_failures = 0
+        self._passwords: dict[bytes, bytes] = {}
+        if config.password is not None:
+            self._passwords[b"default"] = config.password.get_secret_value().encode()
+        for user, secret in config.users.items():
+            self._passwords[user.encode()] = secret.get_secret_value().encode()
+        self.auth_required = bool(self._passwords)
+        self._last_health = 0.0
+        self._last_metrics = 0.0
+        self.address: tuple[str, int] | None = None
+
+    # -- sessions
+    def next_client_id(self) -> int:
+        self._client_ids += 1
+        return self._client_ids
+
+    def check_password(self, user: bytes, password: bytes) -> bool:
+        expected = self._passwords.get(user)
+        return expected is not None and hmac.compare_digest(expected, password)
+
+    def session_opened(self, session: ClientSession) -> None:
+        limit = self.config.client_connections
+        if limit and len(self.sessions) >= limit:
+            session.reply_now(b"-ERR nexus-fast: max number of clients reached\r\n")
+            session.closing = True
+            self.router.flush_dirty()
+            return
+        self.sessions.add(session)
+
+    def session_closed(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+
+    # -- lifecycle
+    async def start(self) -> None:
+        if isinstance(self.router, ClusterRouter):
+            if not await self.router.refresh():
+                log.warning("redis pool %s: no seed answered CLUSTER SLOTS yet; retrying in the background",
+                            self.name)
+        loop = asyncio.get_running_loop()
+        host, port = self.config.listen_address()
+        self.server = await loop.create_server(lambda: ClientSession(self), host, port, reuse_port=True,
+                                               backlog=1024)
+        sock = self.server.sockets[0]
+        self.address = sock.getsockname()[:2]
+        if self.config.preconnect:
+            for node in self.router.nodes:
+                node.connection()
+        self._task = loop.create_task(self._background())
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(s.queue for s in self.sessions):
+            await asyncio.sleep(0.01)
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()
+
+    async def close(self) -> None:
+        self.stop_accepting()
+        if self.server is not None:
+            await self.server.wait_closed()
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.abort()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._probes):
+            task.cancel()
+        await asyncio.gather(*self._probes, return_exceptions=True)
+        self.router.close()
+        await self.router.wait_closed()
+        await asyncio.sleep(0)
+
+    # -- background
+    async def _background(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self._tick(loop.time())
+            except Exception:  # a bug here must not stop timeouts and health checks for good
+                log.exception("redis pool %s: background tick failed", self.name)
+
+    def _tick(self, now: float) -> None:
+        router = self.router
+        router.tick(now)
+        mono = time.monotonic()
+        for node in router.nodes:
+            if node.ejected and mono >= node.retry_at:
+                node.retry_at = mono + self.config.server_retry_timeout
+                self._probe(node, readmit=True)
+        interval = self.config.health_check_interval
+        if interval > 0 and mono - self._last_health >= interval:
+            self._last_health = mono
+            for node in router.nodes:
+                if not node.ejected:
+                    self._probe(node, readmit=False)
+        if mono - self._last_metrics >= 1.0:
+            self._last_metrics = mono
+            self.metrics.collect(self)
+
+    def _probe(self, node: Any, readmit: bool) -> None:
+        async def run() -> None:
+            ok, reason, latency = await node.ping(max(self.config.timeout, 0.25))
+            node.latency_ms = latency
+            if ok:
+                if readmit:
+                    node.readmit()
+                    self.router.flush_dirty()
+            elif not readmit:
+                node.record_failure(f"health check: {reason}")
+                self.router.flush_dirty()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def check_health(self, timeout: float) -> list[BackendHealth]:
+        nodes = list(self.router.nodes)
+        results = await asyncio.gather(*(n.ping(timeout) for n in nodes))
+        out = []
+        for node, (ok, reason, latency) in zip(nodes, results, strict=True):
+            if node.ejected and ok:
+                reason = "ejected (answers PING; readmitted at next retry)"
+            out.append(BackendHealth("redis", f"{self.name}/{node.name}", node.address, ok and not node.ejected,
+                                     "ejected" if node.ejected and not reason else reason, latency))
+        return out
+
+
+class RedisPlane:
+    name = "redis"
+
+    def __init__(self, config: NexusConfig, metrics: Metrics) -> None:
+        self.metrics = RedisMetrics(metrics)
+        self.config = config
+        section = config.redis
+        self.pools: dict[str, RedisPool] = {}
+        if section is not None:
+            for name, pool_config in section.pools.items():
+                self.pools[name] = RedisPool(name, pool_config, self.metrics)
+
+    async def start(self) -> None:
+        started = []
+        try:
+            for pool in self.pools.values():
+                await pool.start()
+                started.append(pool)
+        except BaseException:
+            for pool in started:
+                await pool.close()
+            raise
+
+    async def reload(self, config: NexusConfig) -> None:
+        """Pools whose config is unchanged keep their connections; changed ones are rebuilt; removed ones close."""
+        new = config.redis.pools if config.redis is not None else {}
+        keep: dict[str, RedisPool] = {}
+        fresh: dict[str, RedisPool] = {}
+        for name, pool_config in new.items():
+            old = self.pools.get(name)
+            if old is not None and old.config == pool_config:
+                keep[name] = old
+            else:
+                fresh[name] = RedisPool(name, pool_config, self.metrics)
+        for name, pool in self.pools.items():
+            if name not in keep:
+                await pool.close()
+        for pool in fresh.values():
+            await pool.start()
+        self.pools = {**keep, **fresh}
+        self.config = config
+
+    def stop_accepting(self) -> None:
+        for pool in self.pools.values():
+            pool.stop_accepting()
+
+    async def drain(self, timeout: float) -> None:
+        await asyncio.gather(*(p.drain(timeout) for p in self.pools.values()))
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+    async def check_health(self, timeout: float) -> list[BackendHealth]:
+        out: list[BackendHealth] = []
+        for pool in self.pools.values():
+            out.extend(await pool.check_health(timeout))
+        return out
+
+
+def create_plane(config: NexusConfig, metrics: Metrics) -> RedisPlane:
+    return RedisPlane(config, metrics)

@@ -1,0 +1,232 @@
+"""Client side of the forwarding path: one Redis client connection (a thin asyncio Protocol).
+
+Bytes in -> ``RequestParser`` -> one ``Pending`` per command appended to this session's FIFO -> the router.
+Replies are written in command order as the head of the FIFO completes, coalesced into one write per server
+read. Commands the proxy answers itself (PING, ECHO, HELLO, AUTH, SELECT 0, QUIT, CLIENT SETNAME...) go through
+the same FIFO so pipelined order is kept. Backpressure: a client with ``max_pending_replies`` outstanding, or whose
+socket buffer is full, is not read until it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from nexus_fast.redis import protocol
+from nexus_fast.redis.commands import TABLE, Kind, is_blocking_call, lookup
+from nexus_fast.redis.connection import Pending
+from nexus_fast.redis.protocol import RequestParser, encode_error
+
+if TYPE_CHECKING:
+    from nexus_fast.redis.plane import RedisPool
+
+_NO_AUTH_NEEDED = {"auth", "hello", "quit", "ping"}
+
+
+class ClientSession(asyncio.Protocol):
+    def __init__(self, pool: RedisPool) -> None:
+        self.pool = pool
+        self.router = pool.router
+        self.parser = RequestParser()
+        self.queue: deque[Pending] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.proto = 2
+        self.dirty = False
+        self.paused = False
+        self.write_paused = False
+        self.closing = False
+        self.authenticated = not pool.auth_required
+        self.name = b""
+        self.id = pool.next_client_id()
+        self.max_pending = pool.config.max_pending_replies
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pool.session_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.closing = True
+        self.pool.session_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.paused:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.pool.bytes_in += len(data)
+        route = self.router.route
+        for args, raw in self.parser.feed(data):
+            if self.closing:
+                break
+            spec = TABLE.get(args[0])
+            if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and not self.closing:
+                # the hot path: a known single-key command
+                if spec.arity_ok(len(args)):
+                    self.router.single(self, spec, args, raw, args[spec.first])
+                    continue
+            self.dispatch(args, raw, route)
+        if self.parser.error is not None and not self.closing:
+            self.reply_now(encode_error(f"ERR Protocol error: {self.parser.error}"))
+            self.closing = True
+        if not self.paused and len(self.queue) >= self.max_pending and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self.router.flush_dirty()
+
+    # -- dispatch of everything but the hot path
+    def dispatch(self, args: list[bytes], raw: bytes, route) -> None:  # type: ignore[no-untyped-def]
+        spec = lookup(args)
+        if spec is None:
+            shown = args[0][:64].decode(errors="replace")
+            self.reply_now(encode_error(f"ERR unknown command '{shown}'"))
+            return
+        if not self.authenticated and spec.name not in _NO_AUTH_NEEDED:
+            self.reply_now(encode_error("NOAUTH Authentication required."))
+            return
+        if not spec.arity_ok(len(args)):
+            self.reply_now(encode_error(f"ERR wrong number of arguments for '{spec.name}' command"))
+            return
+        kind = spec.kind
+        if kind == Kind.PROXY:
+            self.answer(spec.name, args)
+        elif kind == Kind.UNSUPPORTED:
+            self.pool.unsupported += 1
+            self.reply_now(encode_error(
+                f"ERR nexus-fast: '{spec.name.upper()}' is not supported through the proxy ({spec.reason})"))
+        elif is_blocking_call(spec, args):
+            self.reply_now(encode_error(f"ERR nexus-fast: '{spec.name.upper()} BLOCK' is not supported through "
+                                        "the proxy (blocking commands would hold a shared server connection)"))
+        else:
+            route(self, spec, args, raw)
+
+    def answer(self, name: str, args: list[bytes]) -> None:
+        """Commands the proxy answers itself."""
+        if name == "ping":
+            self.reply_now(protocol.PONG if len(args) == 1 else protocol.encode_bulk(args[1]))
+        elif name == "echo":
+            self.reply_now(protocol.encode_bulk(args[1]))
+        elif name == "quit":
+            self.reply_now(protocol.OK)
+            self.closing = True
+        elif name == "select":
+            if args[1] == b"0":
+                self.reply_now(protocol.OK)
+            else:
+                self.reply_now(encode_error("ERR nexus-fast: only database 0 is available through the proxy"))
+        elif name == "auth":
+            self.reply_now(self._auth(args[1:]))
+        elif name == "hello":
+            self._hello(args[1:])
+        elif name in ("client|setname", "client|setinfo"):
+            if name == "client|setname":
+                self.name = args[2]
+            self.reply_now(protocol.OK)
+        elif name == "client|getname":
+            self.reply_now(protocol.encode_bulk(self.name or None))
+        elif name == "client|id":
+            self.reply_now(protocol.encode_integer(self.id))
+        elif name in ("readonly", "readwrite"):
+            self.reply_now(protocol.OK)
+        elif name == "reset":
+            self.proto = 2
+            self.authenticated = not self.pool.auth_required
+            self.reply_now(protocol.encode_simple("RESET"))
+        else:  # pragma: no cover - PROXY_COMMANDS and this switch are kept in step
+            self.reply_now(encode_error(f"ERR nexus-fast: '{name}' not handled"))
+
+    def _auth(self, params: list[bytes]) -> bytes:
+        if not self.pool.auth_required:
+            return encode_error("ERR AUTH <password> called without any password configured for the default user. "
+                                "Are you sure your configuration is correct?")
+        if len(params) == 1:
+            user, password = b"default", params[0]
+        elif len(params) == 2:
+            user, password = params
+        else:
+            return encode_error("ERR syntax error")
+        if self.pool.check_password(user, password):
+            self.authenticated = True
+            return protocol.OK
+        self.pool.auth_failures += 1
+        return encode_error("WRONGPASS invalid username-password pair or user is disabled.")
+
+    def _hello(self, params: list[bytes]) -> None:
+        proto = self.proto
+        i = 0
+        if params:
+            try:
+                proto = int(params[0])
+            except ValueError:
+                self.reply_now(encode_error("ERR Protocol version is not an integer or out of range"))
+                return
+            if proto not in (2, 3):
+                self.reply_now(encode_error("NOPROTO unsupported protocol version"))
+                return
+            i = 1
+        while i < len(params):
+            option = params[i].upper()
+            if option == b"AUTH" and i + 2 < len(params) + 0 and i + 2 <= len(params) - 1:
+                answer = self._auth([params[i + 1], params[i + 2]])
+                if answer != protocol.OK:
+                    self.reply_now(answer)
+                    return
+                i += 3
+            elif option == b"SETNAME" and i + 1 < len(params):
+                self.name = params[i + 1]
+                i += 2
+            else:
+                self.reply_now(encode_error(f"ERR Syntax error in HELLO option '{option.decode(errors='replace')}'"))
+                return
+        if not self.authenticated:
+            self.reply_now(encode_error("NOAUTH HELLO must be called with the client already authenticated, "
+                                        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                                        "authenticate the client and select the RESP protocol version at the "
+                                        "same time"))
+            return
+        self.proto = proto
+        info = {"server": "redis", "version": "7.0.0", "proto": proto, "id": self.id,
+                "mode": "cluster" if self.router.cluster_mode else "standalone", "role": "master", "modules": []}
+        self.reply_now(protocol.encode_value(info, resp3=proto == 3))
+
+    # -- replies
+    def reply_now(self, reply: bytes) -> None:
+        pending = Pending(None, self)
+        pending.reply = reply
+        self.queue.append(pending)
+        if not self.dirty:
+            self.dirty = True
+            self.router.dirty.append(self)
+
+    def reply_ready(self, pending: Pending) -> None:
+        if not self.dirty:
+            self.dirty = True
+            self.router.dirty.append(self)
+
+    def flush(self) -> None:
+        self.dirty = False
+        queue = self.queue
+        if not queue or queue[0].reply is None:
+            return
+        out = []
+        while queue and queue[0].reply is not None:
+            out.append(queue.popleft().reply)
+        transport = self.transport
+        if transport is None:
+            queue.clear()
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[arg-type]
+        if self.paused and len(queue) <= self.max_pending // 2:
+            self.paused = False
+            if not self.write_paused:
+                transport.resume_reading()
+        if self.closing and not queue:
+            transport.close()
