@@ -42,7 +42,7 @@ def test_pipeline_split_at_every_boundary(resp, chunk):
         got += parser.feed(PIPELINE[i:i + chunk])
     assert [args for args, _ in got] == [args for args, _ in EXPECTED]
     # raw bytes are always a valid RESP encoding of the args, exact when the command arrived whole
-    for (args, raw), (_, want) in zip(got, EXPECTED, strict=True):
+    for (_args, raw), (_, want) in zip(got, EXPECTED, strict=True):
         assert raw == want
     assert parser.error is None
 
