@@ -68,42 +68,95 @@ def _ewma_kernel(values: Any, state: Any, alpha: float, threshold: float, warmup
 
 
 @njit(**NJIT_OPTIONS)
-def _median_sorted(a: Any) -> float:
-    m = a.size
-    if m % 2 == 1:
-        return float(a[m // 2])
-    return 0.5 * (a[m // 2 - 1] + a[m // 2])
+def _median_sorted(a: Any, f: int) -> float:
+    if f % 2 == 1:
+        return float(a[f // 2])
+    return 0.5 * (a[f // 2 - 1] + a[f // 2])
 
 
 @njit(**NJIT_OPTIONS)
-def _mad_kernel(values: Any, ring: Any, meta: Any, threshold: float, warmup: int) -> Any:
-    """``ring`` holds the last ``window`` samples; ``meta`` = [count, next position], updated in place."""
+def _mad_sorted(a: Any, f: int, med: float) -> float:
+    """Median of |a[i] - med| over sorted ``a[:f]``, without sorting: the deviations left of ``med`` grow going
+    left and those right of it grow going right, so merging the two runs from the middle yields them in order."""
+    lo = 0
+    hi = f
+    while lo < hi:  # first index with a[i] > med
+        mid = (lo + hi) >> 1
+        if a[mid] <= med:
+            lo = mid + 1
+        else:
+            hi = mid
+    left = lo - 1
+    right = lo
+    k1 = (f - 1) // 2
+    k2 = f // 2
+    d1 = 0.0
+    for t in range(k2 + 1):
+        if right >= f or (left >= 0 and med - a[left] <= a[right] - med):
+            d = med - a[left]
+            left -= 1
+        else:
+            d = a[right] - med
+            right += 1
+        if t == k1:
+            d1 = d
+        if t == k2:
+            return 0.5 * (d1 + d) if k1 != k2 else d
+    return d1
+
+
+@njit(**NJIT_OPTIONS)
+def _sorted_replace(a: Any, f: int, old: float, new: float, remove: bool) -> None:
+    """Keep ``a[:f]`` sorted: drop one ``old`` (when ``remove``) and insert ``new`` (``a`` has room for f + 1)."""
+    n = f
+    if remove:
+        lo = 0
+        hi = n
+        while lo < hi:  # first index with a[i] >= old
+            mid = (lo + hi) >> 1
+            if a[mid] < old:
+                lo = mid + 1
+            else:
+                hi = mid
+        for i in range(lo, n - 1):
+            a[i] = a[i + 1]
+        n -= 1
+    i = n
+    while i > 0 and a[i - 1] > new:
+        a[i] = a[i - 1]
+        i -= 1
+    a[i] = new
+
+
+@njit(**NJIT_OPTIONS)
+def _mad_kernel(values: Any, ring: Any, ordered: Any, meta: Any, threshold: float, warmup: int) -> Any:
+    """``ring`` holds the last ``window`` samples in arrival order and ``ordered`` the same samples sorted;
+    ``meta`` = [count, next position]; all updated in place. O(window) per sample, no allocation."""
     window = ring.size
     scores = np.empty(values.size, dtype=np.float64)
     flags = np.empty(values.size, dtype=np.bool_)
     count = meta[0]
     pos = meta[1]
-    dev = np.empty(window, dtype=np.float64)
     for i in range(values.size):
         x = values[i]
         filled = count if count < window else window
         score = 0.0
         if filled > 0:
-            w = np.sort(ring[:filled])
-            med = _median_sorted(w)
-            for j in range(filled):
-                dev[j] = abs(w[j] - med)
-            d = np.sort(dev[:filled])
-            mad = _median_sorted(d)
+            med = _median_sorted(ordered, filled)
+            mad = _mad_sorted(ordered, filled, med)
             if mad > 0.0:
                 score = MAD_TO_Z * (x - med) / mad
             else:
-                scale = MEAN_AD_TO_MAD * np.mean(d)
+                total = 0.0
+                for j in range(filled):
+                    total += abs(ordered[j] - med)
+                scale = MEAN_AD_TO_MAD * total / filled
                 if scale < MIN_SCALE:
                     scale = MIN_SCALE
                 score = (x - med) / scale
         scores[i] = score
         flags[i] = filled >= warmup and abs(score) > threshold
+        _sorted_replace(ordered, filled, ring[pos], x, count >= window)
         ring[pos] = x
         pos = (pos + 1) % window
         count += 1
@@ -189,21 +242,22 @@ def ewma_scores(
     return _ewma_kernel(_series("values", values), state, float(alpha), float(threshold), int(warmup))  # type: ignore[no-any-return]
 
 
-def new_mad_state(window: int) -> tuple[np.ndarray, np.ndarray]:
+def new_mad_state(window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(samples in arrival order, the same sorted (one spare slot), [count, next position])."""
     if window < 1:
         raise ValueError("window must be >= 1")
-    return np.zeros(window, dtype=np.float64), np.zeros(2, dtype=np.int64)
+    return np.zeros(window, dtype=np.float64), np.zeros(window + 1, dtype=np.float64), np.zeros(2, dtype=np.int64)
 
 
 def mad_scores(
-    values: Any, state: tuple[np.ndarray, np.ndarray], threshold: float = 3.5, warmup: int = 10
+    values: Any, state: tuple[np.ndarray, np.ndarray, np.ndarray], threshold: float = 3.5, warmup: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
     """Robust (median/MAD) z-scores and flags of ``values`` over a rolling window; ``state`` updated in place."""
     _check(None, threshold, warmup)
-    ring, meta = state
-    if ring.dtype != np.float64 or meta.shape != (2,) or meta.dtype != np.int64:
+    ring, ordered, meta = state
+    if ring.dtype != np.float64 or ordered.shape != (ring.size + 1,) or meta.shape != (2,) or meta.dtype != np.int64:
         raise ValueError("state must come from new_mad_state()")
-    return _mad_kernel(_series("values", values), ring, meta, float(threshold), int(warmup))  # type: ignore[no-any-return]
+    return _mad_kernel(_series("values", values), ring, ordered, meta, float(threshold), int(warmup))  # type: ignore[no-any-return]
 
 
 def new_seasonal_state(n_slots: int) -> np.ndarray:

@@ -1,0 +1,216 @@
+"""Kernel summary: per-kernel throughput and speed-up over its pure-Python reference, plus the quality tables.
+
+Run with ``python -m bench kernels`` (or ``python -m bench.kernels``). Prints three tables:
+
+1. every kernel (Numba batch kernels, Cython selectors) with items per second for the kernel and for its naive
+   reference, and the ratio (the target is >= 10x);
+2. hit ratio of the scored (GDSF + decay) cache and LRU at equal byte budgets on Zipf and scan-polluted traces;
+3. precision/recall of the anomaly detectors on labelled synthetic series.
+
+Timing: best of ``--repeat`` runs after one warm-up call (so JIT compilation, cached on disk anyway, is never in
+the numbers). The kernel runs over a larger batch than the reference; both are reported per item. ``--json PATH``
+writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+TARGET_SPEEDUP = 10.0
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    kernel: str
+    implementation: str
+    items_per_s: float
+    reference_items_per_s: float
+
+    @property
+    def speedup(self) -> float:
+        return self.items_per_s / self.reference_items_per_s if self.reference_items_per_s else float("inf")
+
+
+def _best_rate(fn: Callable[[], Any], items: int, repeat: int) -> float:
+    fn()  # warm-up: compile (or load the cached machine code), fill caches
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return items / best if best > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class KernelCase:
+    """One kernel call over ``items`` items, and its naive reference over ``reference_items`` items."""
+
+    kernel: str
+    implementation: str
+    run: Callable[[], Any]
+    items: int
+    reference: Callable[[], Any]
+    reference_items: int
+
+    def measure(self, repeat: int = 3) -> KernelResult:
+        return KernelResult(
+            self.kernel,
+            self.implementation,
+            _best_rate(self.run, self.items, repeat),
+            _best_rate(self.reference, self.reference_items, repeat),
+        )
+
+
+def kernel_cases(scale: float = 1.0) -> list[KernelCase]:
+    """Every kernel with inputs of ``scale`` x the default batch sizes (the pytest-benchmark suite uses these too)."""
+    from nexus_fast import _extensions
+    from nexus_fast.balance import _ring_py
+    from nexus_fast.kernels import anomaly, eviction, hashing
+    from nexus_fast.kernels.reference import anomaly as ref_anomaly
+    from nexus_fast.kernels.reference import eviction as ref_eviction
+    from nexus_fast.kernels.reference import hashing as ref_hashing
+
+    rng = np.random.default_rng(0)
+    n = max(1000, int(200_000 * scale))
+    n_ref = max(200, int(20_000 * scale))
+    keys = [f"user:{i}:session:{int(v)}".encode() for i, v in enumerate(rng.integers(0, 10**9, n))]
+    keys_ref = keys[:n_ref]
+    packed = hashing.pack_keys(keys)
+    ints = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    ints_ref = [int(x) for x in ints[:n_ref]]
+    cases: list[KernelCase] = []
+    numba = "numba"
+
+    def add(name: str, impl: str, kernel: Callable[[], Any], k_items: int, ref: Callable[[], Any], r_items: int) -> None:
+        cases.append(KernelCase(name, impl, kernel, k_items, ref, r_items))
+
+    add("fnv1a_64 (list of keys)", numba, lambda: hashing.fnv1a_64(keys), n,
+        lambda: [ref_hashing.fnv1a_64(k) for k in keys_ref], n_ref)
+    add("fnv1a_64 (packed keys)", numba, lambda: hashing.fnv1a_64(packed), n,
+        lambda: [ref_hashing.fnv1a_64(k) for k in keys_ref], n_ref)
+    add("murmur3_32", numba, lambda: hashing.murmur3_32(keys), n,
+        lambda: [ref_hashing.murmur3_32(k) for k in keys_ref], n_ref)
+    ring = _ring_py.KetamaRing([(f"10.0.0.{i}:6379", 1 + i % 3) for i in range(16)], hash="fnv1a_64")
+    add("ketama ring lookup (twemproxy fnv1a_64)", numba, lambda: hashing.ring_lookup_batch(ring, keys), n,
+        lambda: [ring.lookup(k) for k in keys_ref], n_ref)
+    add("jump consistent hash (1000 buckets)", numba, lambda: hashing.jump_hash(ints, 1000), n,
+        lambda: [ref_hashing.jump_hash(k, 1000) for k in ints_ref], n_ref)
+    weights = [1.0, 2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 3.0]
+    add("rendezvous HRW (8 endpoints)", numba, lambda: hashing.rendezvous(ints, weights), n,
+        lambda: [ref_hashing.rendezvous(k, weights) for k in ints_ref], n_ref)
+
+    m = max(1000, int(100_000 * scale))
+    m_ref = max(500, int(20_000 * scale))
+    count = rng.exponential(5.0, m)
+    last = rng.uniform(0, 1000, m)
+    size = rng.integers(64, 65536, m).astype(np.float64)
+    cost = rng.uniform(0.5, 2.0, m)
+    lists = [a[:m_ref].tolist() for a in (count, last, size, cost)]
+    add("eviction: score + 1% lowest", numba,
+        lambda: eviction.eviction_candidates(count, last, size, cost, 1000.0, 300.0, m // 100), m,
+        lambda: ref_eviction.eviction_candidates(*lists, 1000.0, 300.0, m_ref // 100), m_ref)
+
+    series = rng.normal(100.0, 5.0, n)
+    series_ref = series[:n_ref].tolist()
+    times = np.arange(n) * 60.0
+    add("anomaly: EWMA z-score", numba, lambda: anomaly.ewma_scores(series, anomaly.new_ewma_state()), n,
+        lambda: ref_anomaly.ewma(series_ref, 0.1, 4.0, 20), n_ref)
+    mad_n = max(1000, n // 4)
+    add("anomaly: rolling median/MAD (window 60)", numba,
+        lambda: anomaly.mad_scores(series[:mad_n], anomaly.new_mad_state(60)), mad_n,
+        lambda: ref_anomaly.mad(series_ref[: n_ref // 4], 60, 3.5, 10), n_ref // 4)
+    add("anomaly: seasonal (168 slots)", numba,
+        lambda: anomaly.seasonal_scores(times, series, anomaly.new_seasonal_state(168)), n,
+        lambda: ref_anomaly.seasonal(times[:n_ref].tolist(), series_ref, 168, 3600.0, 0.3, 0.02, 4.0, 2), n_ref)
+
+    native = _extensions.load_native("selectors")
+    pure = _extensions.pure("selectors")
+    if native is not None:
+        s_n = max(2000, int(200_000 * scale))
+        s_ref = max(500, int(20_000 * scale))
+        healthy = [True] * 8
+        sel_keys = keys[:s_n]
+        for algorithm in native.SELECTORS:
+            fast = native.SELECTORS[algorithm]([1.0] * 8, 0.0, 1, time.monotonic, 0.3)
+            slow = pure.SELECTORS[algorithm]([1.0] * 8, 0.0, 1, time.monotonic, 0.3)
+            add(f"selector: {algorithm}", "cython",
+                lambda f=fast: [f.select(healthy, k) for k in sel_keys], s_n,
+                lambda s=slow: [s.select(healthy, k) for k in sel_keys[:s_ref]], s_ref)
+    return cases
+
+
+def kernel_results(scale: float = 1.0, repeat: int = 3) -> list[KernelResult]:
+    return [case.measure(repeat) for case in kernel_cases(scale)]
+
+
+def _print_kernels(results: list[KernelResult], out: Any) -> None:
+    print("## Kernels: throughput and speed-up over the pure-Python reference", file=out)
+    print(file=out)
+    print(f"| {'kernel':<42} | {'impl':<6} | {'kernel items/s':>14} | {'reference items/s':>17} | {'speed-up':>8} |",
+          file=out)
+    print(f"|{'-' * 44}|{'-' * 8}|{'-' * 16}|{'-' * 19}|{'-' * 10}|", file=out)
+    for r in results:
+        mark = "" if r.speedup >= TARGET_SPEEDUP else " (<10x)"
+        print(f"| {r.kernel:<42} | {r.implementation:<6} | {r.items_per_s:>14,.0f} | {r.reference_items_per_s:>17,.0f} "
+              f"| {r.speedup:>7.1f}x |{mark}", file=out)
+    print(file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench kernels", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="batch-size multiplier (0.1 for a quick look)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (best is kept)")
+    parser.add_argument("--requests", type=int, default=100_000, help="requests per hit-ratio workload")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+
+    from nexus_fast.cache.eviction import compare
+    from nexus_fast.observe.anomaly import evaluate
+
+    out = sys.stdout
+    results = kernel_results(args.scale, args.repeat)
+    _print_kernels(results, out)
+
+    rows = compare(n_keys=5000, n_requests=args.requests)
+    print("## Eviction: hit ratio at equal byte budgets (5% of the distinct bytes, 5000 keys)", file=out)
+    print(file=out)
+    print(f"| {'workload':<22} | {'budget bytes':>12} | {'LRU':>6} | {'scored':>6} | {'gain':>7} |", file=out)
+    print(f"|{'-' * 24}|{'-' * 14}|{'-' * 8}|{'-' * 8}|{'-' * 9}|", file=out)
+    for row in rows:
+        print(f"| {row.workload:<22} | {row.budget_bytes:>12,} | {row.lru:>6.3f} | {row.scored:>6.3f} | {row.gain:>+7.3f} |",
+              file=out)
+    print(file=out)
+
+    scores = evaluate(seed=0)
+    print("## Anomaly detectors on labelled synthetic series", file=out)
+    print(file=out)
+    print(f"| {'detector':<9} | {'series':<7} | {'anomalies':>9} | {'precision':>9} | {'recall':>6} |", file=out)
+    print(f"|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 8}|", file=out)
+    for s in scores:
+        print(f"| {s.detector:<9} | {s.series:<7} | {s.anomalies:>9} | {s.precision:>9.3f} | {s.recall:>6.3f} |",
+              file=out)
+
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "kernels": [asdict(r) | {"speedup": r.speedup} for r in results],
+                    "eviction": [asdict(r) | {"gain": r.gain} for r in rows],
+                    "anomaly": [asdict(s) for s in scores],
+                },
+                fh,
+                indent=2,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
