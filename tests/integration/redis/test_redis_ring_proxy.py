@@ -1,0 +1,244 @@
+"""The proxy over three real redis-server nodes (ring mode), driven by redis-py (asyncio), redis-cli and
+redis-benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from nexus_fast.balance.ring import KetamaRing
+from nexus_fast.cache.codec import MARKER
+from nexus_fast.config.load import load_config
+from nexus_fast.observe.metrics import Metrics
+from nexus_fast.redis.plane import create_plane
+from tests.integration.redis.conftest import run_proxy
+
+
+def ring_for(nodes, **kw):
+    return KetamaRing([(n.address, 1) for n in nodes.nodes], **kw)
+
+
+async def test_keys_spread_by_the_ring(nodes):
+    async with run_proxy({"servers": nodes.servers()}) as (_plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(600):
+                    pipe.set(f"key:{i}", f"value:{i}")
+                assert all(await pipe.execute())
+            assert await client.get("key:17") == b"value:17"
+        finally:
+            await client.aclose()
+    ring = ring_for(nodes)
+    sizes = [int(n.cli("dbsize")) for n in nodes.nodes]
+    assert sum(sizes) == 600 and all(s > 30 for s in sizes)  # every node holds a share
+    for i in range(0, 600, 37):
+        owner = nodes[ring.lookup(b"key:%d" % i)]
+        assert owner.cli("get", f"key:{i}").strip() == f"value:{i}"
+
+
+async def test_multi_key_split_and_merge(nodes):
+    async with run_proxy({"servers": nodes.servers()}) as (_plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            keys = [f"{i}-m" for i in range(40)]  # twemproxy's 32-bit "fnv1a_64" clusters keys that differ only at the end
+            assert await client.mset({k: k.upper() for k in keys}) is True
+            ring = ring_for(nodes)
+            assert len({ring.lookup(k.encode()) for k in keys}) == 3  # really across the nodes
+            got = await client.mget(["nope", *keys[:20], "missing"])
+            assert got == [None, *[k.upper().encode() for k in keys[:20]], None]
+            assert await client.exists(*keys[:10], "nope") == 10
+            assert await client.touch(*keys[:5]) == 5
+            assert await client.delete(*keys[:25], "nope") == 25
+            assert await client.unlink(*keys[25:]) == 15
+            assert await client.mget(keys[:3]) == [None, None, None]
+        finally:
+            await client.aclose()
+
+
+async def test_same_node_commands_checked(nodes):
+    async with run_proxy({"servers": nodes.servers(), "hash_tag": "{}"}) as (_plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            ring = ring_for(nodes, hash_tag="{}")
+            a, b = next((f"a{i}", f"b{i}") for i in range(100)
+                        if ring.lookup(b"a%d" % i) != ring.lookup(b"b%d" % i))
+            await client.set(a, "1")
+            try:
+                await client.rename(a, b)
+                raise AssertionError("rename across nodes must fail")
+            except redis.exceptions.ClusterCrossSlotError as exc:  # redis-py's class for -CROSSSLOT
+                assert "same node" in str(exc)
+            await client.set("{u1}:x", "1")
+            assert await client.rename("{u1}:x", "{u1}:y") is True
+            await client.sadd("{t}a", "1", "2")
+            await client.sadd("{t}b", "2", "3")
+            assert await client.sunionstore("{t}c", ["{t}a", "{t}b"]) == 3
+            assert await client.eval("return redis.call('GET', KEYS[1])", 1, "{u1}:y") == b"1"
+        finally:
+            await client.aclose()
+
+
+async def test_unsupported_commands_answered_at_once(nodes):
+    async with run_proxy({"servers": nodes.servers(), "timeout": "2s"}) as (_plane, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for command in (b"BLPOP q 0", b"SUBSCRIBE ch", b"MULTI", b"FLUSHALL", b"KEYS *", b"XREAD BLOCK 0 STREAMS s $",
+                            b"NOSUCH cmd", b"GET"):
+                started = time.monotonic()
+                writer.write(command + b"\r\n")
+                line = await asyncio.wait_for(reader.readline(), 1.0)
+                assert line.startswith(b"-ERR"), (command, line)
+                assert time.monotonic() - started < 0.5
+            writer.write(b"PING\r\nECHO hi\r\nSELECT 0\r\nSELECT 1\r\n")
+            assert await reader.readline() == b"+PONG\r\n"
+            assert await reader.readline() == b"$2\r\n"
+            assert await reader.readline() == b"hi\r\n"
+            assert await reader.readline() == b"+OK\r\n"
+            assert (await reader.readline()).startswith(b"-ERR")
+            writer.write(b"*1\r\n$3\r\nGET\r\n*x\r\n")  # garbage: a protocol error, then the connection closes
+            assert (await reader.readline()).startswith(b"-ERR wrong number")
+            assert (await reader.readline()).startswith(b"-ERR Protocol error")
+            assert await asyncio.wait_for(reader.read(), 2.0) == b""
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_deep_pipeline_and_resp3(nodes):
+    async with run_proxy({"servers": nodes.servers()}) as (_plane, port):
+        client = aioredis.Redis(port=port, protocol=3)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(3000):
+                    pipe.incr(f"c:{i % 50}")
+                results = await pipe.execute()
+            assert results[-1] == 60
+            await client.hset("h", mapping={"a": "1", "b": "2"})
+            assert await client.hgetall("h") == {b"a": b"1", b"b": b"2"}
+            assert await client.get("missing") is None
+        finally:
+            await client.aclose()
+
+
+async def test_auth_password_and_acl_users(nodes):
+    pool = {"servers": nodes.servers(), "password": "pw", "users": {"alice": "wonder"}}
+    async with run_proxy(pool) as (_plane, port):
+        anonymous = aioredis.Redis(port=port)
+        good = aioredis.Redis(port=port, password="pw")
+        alice = aioredis.Redis(port=port, username="alice", password="wonder")
+        bad = aioredis.Redis(port=port, username="alice", password="nope")
+        try:
+            try:
+                await anonymous.get("x")
+                raise AssertionError("NOAUTH expected")
+            except redis.exceptions.AuthenticationError:
+                pass
+            await good.set("x", "1")
+            assert await alice.get("x") == b"1"
+            try:
+                await bad.get("x")
+                raise AssertionError("WRONGPASS expected")
+            except redis.exceptions.AuthenticationError:
+                pass
+        finally:
+            for c in (anonymous, good, alice, bad):
+                await c.aclose()
+
+
+async def test_backend_auth_from_config():
+    from nexus_fast._testing.redis import RedisNodes
+
+    with RedisNodes(1, password="backend-secret") as locked:
+        async with run_proxy({"servers": locked.servers(), "backend_password": "backend-secret"}) as (_p, port):
+            client = aioredis.Redis(port=port)
+            try:
+                await client.set("k", "v")
+                assert await client.get("k") == b"v"
+            finally:
+                await client.aclose()
+        assert locked[0].cli("get", "k").strip() == "v"
+
+
+async def test_transparent_compression(nodes):
+    async with run_proxy({"servers": nodes.servers(), "compression": True,
+                          "compression_threshold": "1KiB"}) as (plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            big = b"transaction-record;" * 500
+            small = b"tiny"
+            tricky = MARKER + b"looks compressed but is not"
+            await client.set("big", big)
+            await client.mset({"small": small, "tricky": tricky, "big2": big})
+            assert await client.get("big") == big
+            assert await client.mget("big", "small", "tricky", "big2", "none") == [big, small, tricky, big, None]
+            assert await client.getset("big", big + b"!") == big
+            assert await client.get("big") == big + b"!"
+            ring = ring_for(nodes)
+            owner = nodes[ring.lookup(b"big2")]
+            stored = await asyncio.to_thread(owner.cli, "strlen", "big2")
+            assert int(stored) < len(big) // 5
+            pool = plane.pools["cache"]
+            assert pool.router.codec.stats.ratio > 5
+            pool.metrics.collect(pool)
+            text = plane.metrics.bytes_in._name  # registered
+            assert text
+        finally:
+            await client.aclose()
+
+
+async def test_request_timeout_is_a_clear_error(nodes):
+    # a "node" that accepts and never answers
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    host, port_ = silent.getsockname()
+    try:
+        async with run_proxy({"servers": [f"{host}:{port_}:1"], "timeout": "300ms",
+                              "health_check_interval": "0"}) as (_plane, port):
+            client = aioredis.Redis(port=port)
+            try:
+                started = time.monotonic()
+                try:
+                    await client.get("x")
+                    raise AssertionError("timeout expected")
+                except redis.exceptions.ResponseError as exc:
+                    assert "timeout" in str(exc) and "300ms" in str(exc)
+                assert time.monotonic() - started < 1.5
+            finally:
+                await client.aclose()
+    finally:
+        silent.close()
+
+
+async def test_redis_cli_and_benchmark_from_nutcracker_yml(nodes, tmp_path):
+    from nexus_fast._testing.ports import free_port
+
+    port = free_port()
+    yml = tmp_path / "nutcracker.yml"
+    servers = "\n".join(f"   - {s}" for s in nodes.servers())
+    yml.write_text(f"alpha:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n"
+                   f"  redis: true\n  timeout: 1000\n  servers:\n{servers}\n")
+    plane = create_plane(load_config(str(yml)).config, Metrics())
+    await plane.start()
+    try:
+        async def run(*args: str) -> str:
+            proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0
+            return out.decode()
+
+        assert (await run("redis-cli", "-p", str(port), "set", "cli", "ok")).strip() == "OK"
+        assert (await run("redis-cli", "-p", str(port), "get", "cli")).strip() == "ok"
+        out = await run("redis-benchmark", "-p", str(port), "-n", "2000", "-c", "10", "-t", "get,set", "-q",
+                        "-P", "4")
+        assert "SET:" in out and "GET:" in out and "requests per second" in out
+    finally:
+        await plane.close()
+    assert os.path.exists(yml)
