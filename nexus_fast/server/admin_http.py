@@ -111,14 +111,14 @@ class AdminServer:
 
     async def start(self) -> None:
         admin = self.state.loaded.config.admin
-        listeners: list[tuple[str, web.Application]] = []
+        listeners: list[tuple[str, str, web.Application]] = []
         if admin.listen:
-            listeners.append((admin.listen, build_app(self.state)))
+            listeners.append(("admin", admin.listen, build_app(self.state)))
         if admin.postgres_health_listen:
-            listeners.append((admin.postgres_health_listen, build_plane_health_app(self.state, "postgres")))
+            listeners.append(("postgres-health", admin.postgres_health_listen, build_plane_health_app(self.state, "postgres")))
         if admin.redis_health_listen:
-            listeners.append((admin.redis_health_listen, build_plane_health_app(self.state, "redis")))
-        for listen, app in listeners:
+            listeners.append(("redis-health", admin.redis_health_listen, build_plane_health_app(self.state, "redis")))
+        for label, listen, app in listeners:
             host, port = parse_listen(listen)
             runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
@@ -126,7 +126,7 @@ class AdminServer:
             # reuse_port: sibling workers bind the same admin port (SO_REUSEPORT), as the planes' listeners do.
             site = web.TCPSite(runner, host, port, reuse_port=True)
             await site.start()
-            log.info("listening", plane="admin", address=listen)
+            log.info("listening", listener=label, address=listen)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

@@ -112,6 +112,7 @@ def test_sighup_refused_by_a_plane_keeps_the_old_config() -> None:
 def test_two_workers_accept_on_one_port() -> None:
     nexus, port = echo_nexus(workers=2)
     with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
         pids = set()
         deadline = time.monotonic() + 20
         while len(pids) < 2 and time.monotonic() < deadline:
@@ -132,6 +133,7 @@ def test_two_workers_accept_on_one_port() -> None:
 def test_a_crashed_worker_is_replaced() -> None:
     nexus, port = echo_nexus(workers=2)
     with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
         victim = int(nexus.events("worker_started")[0]["worker_pid"])
         os.kill(victim, 9)
         nexus.wait_for_event("worker_started", count=3)
