@@ -17,6 +17,8 @@ import ssl
 import time
 from typing import Any
 
+from prometheus_client.core import HistogramMetricFamily
+
 from nexus_fast.config.schema import NexusConfig
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.postgres.auth import Secret, load_auth_file
@@ -88,6 +90,7 @@ class PostgresPlane:
         self._m_servers = metrics.gauge("nexus_postgres_servers", "Server connections by pool and state.", ["database", "user", "server", "state"])
         self._m_bytes = metrics.gauge("nexus_postgres_pool_bytes", "Bytes relayed per pool and direction (cumulative).", ["database", "user", "server", "direction"])
         self._m_counts = metrics.gauge("nexus_postgres_pool_total", "Cumulative per-pool counts (PgBouncer SHOW STATS).", ["database", "user", "server", "what"])
+        metrics.registry.register(_PoolHistograms(self))
         self._m_waiting = metrics.gauge("nexus_postgres_clients_waiting", "Clients waiting for a server connection.", ["database", "user", "server"])
 
     def _apply(self, cfg: PostgresConfig) -> None:
@@ -401,6 +404,30 @@ class PostgresPlane:
             for what in ("total_xact_count", "total_query_count", "total_wait_time", "servers_closed_dead",
                          "servers_replaced", "connect_failures", "connect_retries", "wait_timeouts"):
                 self._m_counts.labels(*labels, what).set(getattr(st, what))
+
+
+class _PoolHistograms:
+    """Prometheus collector for the pools' latency histograms (kept as plain counters on the request path)."""
+
+    _FAMILIES = (
+        ("nexus_postgres_pool_wait_seconds", "Time clients waited for a server connection.", "wait"),
+        ("nexus_postgres_transaction_seconds", "Transaction latency seen by the proxy (first query to release).", "xact"),
+        ("nexus_postgres_query_seconds", "Request latency (query or Sync to ReadyForQuery).", "query"),
+    )
+
+    def __init__(self, plane: PostgresPlane):
+        self.plane = plane
+
+    def describe(self) -> list[Any]:
+        return [HistogramMetricFamily(name, doc, labels=["database", "user", "server"]) for name, doc, _ in self._FAMILIES]
+
+    def collect(self) -> Any:
+        for name, doc, attr in self._FAMILIES:
+            family = HistogramMetricFamily(name, doc, labels=["database", "user", "server"])
+            for pool in list(self.plane.pools.values()):
+                hist = getattr(pool.metrics, attr)
+                family.add_metric([pool.name, pool.user, pool.stats.server], hist.buckets(), hist.sum)
+            yield family
 
 
 def _same_login(a: ServerLogin, b: ServerLogin) -> bool:

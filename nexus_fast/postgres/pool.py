@@ -30,12 +30,13 @@ import asyncio
 import logging
 import random
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nexus_fast.observe.metrics import Metrics
+from nexus_fast.observe.metrics import LATENCY_BUCKETS, Metrics
 from nexus_fast.postgres.config import PoolSettings, PostgresConfig
 from nexus_fast.postgres.server_conn import ServerConnection, ServerError, ServerLogin, open_server
 
@@ -89,19 +90,61 @@ class RetryBudget:
         return False
 
 
+class LatencyHistogram:
+    """Cumulative latency buckets kept as plain counters (observing is a bisect and an add, cheap enough for the
+    per-transaction path); exported to Prometheus by ``PoolCollector`` at scrape time."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+
 class PoolMetrics:
-    """The pool's Prometheus series (labels database, user, server)."""
+    """The pool's latency histograms (exported by the plane's collector) and event counters."""
 
     def __init__(self, metrics: Metrics | None, labels: tuple[str, str, str]):
         self.enabled = metrics is not None
+        self.wait = LatencyHistogram()
+        self.xact = LatencyHistogram()
+        self.query = LatencyHistogram()
         if metrics is None:
             return
         names = ("database", "user", "server")
-        self.wait = metrics.histogram("nexus_postgres_pool_wait_seconds", "Time clients waited for a server connection.", names).labels(*labels)
-        self.xact = metrics.histogram("nexus_postgres_transaction_seconds", "Transaction latency seen by the proxy (first query to release).", names).labels(*labels)
-        self.query = metrics.histogram("nexus_postgres_query_seconds", "Query latency (request to ReadyForQuery).", names).labels(*labels)
         self.dead = metrics.counter("nexus_postgres_servers_closed_dead_total", "Server connections found dead or broken and closed.", names).labels(*labels)
         self.connect_fail = metrics.counter("nexus_postgres_server_connect_failures_total", "Failed server connect attempts.", names).labels(*labels)
+
+
+class Waiter:
+    """A client queued for a connection."""
+
+    __slots__ = ("callback", "done", "reserve_timer", "start", "timer")
+
+    def __init__(self, callback: Callable[[ServerConnection | None, ServerError | None], None], start: float):
+        self.callback = callback
+        self.start = start
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.reserve_timer: asyncio.TimerHandle | None = None
+
+    def finish(self) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.reserve_timer is not None:
+            self.reserve_timer.cancel()
 
 
 class Pool:
@@ -127,7 +170,7 @@ class Pool:
         self.idle: deque[ServerConnection] = deque()
         self.active: set[ServerConnection] = set()
         self.connecting = 0
-        self.waiters: deque[tuple[asyncio.Future[ServerConnection], float]] = deque()
+        self.waiters: deque[Waiter] = deque()
         self.stats = PoolStats(name, user, settings.pool_mode, f"{login.host}:{login.port}", role)
         self.metrics = PoolMetrics(metrics, (name, user, f"{login.host}:{login.port}"))
         self.budget = RetryBudget(config.retry_budget_ratio)
@@ -151,7 +194,7 @@ class Pool:
         s.sv_login = self.connecting
         s.cl_waiting = len(self.waiters)
         now = time.monotonic()
-        s.maxwait_us = int((now - self.waiters[0][1]) * 1e6) if self.waiters else 0
+        s.maxwait_us = int((now - self.waiters[0].start) * 1e6) if self.waiters else 0
         delay = self.config.server_check_delay
         s.sv_used = sum(1 for c in self.idle if delay and now - c.last_used > delay)
         return s
@@ -179,73 +222,123 @@ class Pool:
                 continue
             if check_delay and self.config.server_check_query and now - conn.last_used > check_delay:
                 idle.append(conn)
-                return None  # needs a check first: the async path
+                return None  # needs a check first: the queued path (request)
             self.active.add(conn)
             return conn
         return None
 
+    def request(self, callback: Callable[[ServerConnection | None, ServerError | None], None]) -> Waiter:
+        """Queue for a connection: ``callback(conn, None)`` when one is lent, ``callback(None, error)`` on failure.
+
+        Callback-based (no task per waiting client) because with more clients than connections this is the
+        common path. ``query_wait_timeout`` and ``reserve_pool_timeout`` are timers on the waiter.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(callback, time.monotonic())
+        self.waiters.append(waiter)
+        cfg = self.config
+        if cfg.query_wait_timeout:
+            waiter.timer = loop.call_later(cfg.query_wait_timeout, self._wait_timeout, waiter)
+        if self.settings.reserve_pool_size and cfg.reserve_pool_timeout:
+            waiter.reserve_timer = loop.call_later(cfg.reserve_pool_timeout, self._reserve_due, waiter)
+        self._kick()
+        return waiter
+
+    def cancel(self, waiter: Waiter) -> None:
+        if not waiter.done:
+            waiter.finish()
+            try:
+                self.waiters.remove(waiter)
+            except ValueError:
+                pass
+
     async def acquire(self) -> ServerConnection:
         """A connection, waiting up to query_wait_timeout; raises ServerError (sqlstate set) on failure."""
-        start = time.monotonic()
-        while True:
-            conn = await self._acquire_once(start)
-            if conn is not None:
-                self.stats.total_wait_time += int((time.monotonic() - start) * 1e6)
-                if self.metrics.enabled:
-                    self.metrics.wait.observe(time.monotonic() - start)
-                return conn
+        conn = self.try_acquire()
+        if conn is not None:
+            return conn
+        fut: asyncio.Future[ServerConnection] = asyncio.get_running_loop().create_future()
 
-    async def _acquire_once(self, start: float) -> ServerConnection | None:
+        def done(conn: ServerConnection | None, exc: ServerError | None) -> None:
+            if fut.done():
+                if conn is not None:
+                    self.release(conn)
+            elif conn is not None:
+                fut.set_result(conn)
+            else:
+                fut.set_exception(exc or ServerError("no server connection"))
+
+        waiter = self.request(done)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.cancel(waiter)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release(fut.result())
+            raise
+
+    def _wait_timeout(self, waiter: Waiter) -> None:
+        if waiter.done:
+            return
+        self.cancel(waiter)
+        self.stats.wait_timeouts += 1
+        waiter.callback(None, ServerError("query_wait_timeout", "08P01"))
+
+    def _reserve_due(self, waiter: Waiter) -> None:
+        waiter.reserve_timer = None
+        if not waiter.done and not self.paused and self._may_open(reserve=True):
+            self._spawn_open()
+
+    def _kick(self) -> None:
+        """Make progress for queued clients: check an idle connection due a check, or open a new one."""
+        if self.paused or self.closed or not self.waiters:
+            return
         now = time.monotonic()
-        while self.idle and not self.paused:
+        while self.idle and self.waiters:
             conn = self.idle.pop()
             if not self._usable(conn, now):
                 continue
-            if await self._checked(conn):
-                self.active.add(conn)
-                return conn
-        if not self.paused and self._may_open(reserve=False):
-            return await self._open_for_client()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[ServerConnection] = loop.create_future()
-        entry = (fut, start)
-        self.waiters.append(entry)
-        wait_limit = self.config.query_wait_timeout
-        reserve_at = self.config.reserve_pool_timeout
-        returned: ServerConnection | None = None
-        try:
-            while True:
-                elapsed = time.monotonic() - start
-                timeouts = [t - elapsed for t in (wait_limit, reserve_at) if t and t > elapsed]
-                step = min(timeouts) if timeouts else None
-                try:
-                    returned = await asyncio.wait_for(asyncio.shield(fut), step)
-                    return returned
-                except TimeoutError:
-                    elapsed = time.monotonic() - start
-                    if wait_limit and elapsed >= wait_limit:
-                        self.stats.wait_timeouts += 1
-                        raise ServerError("query_wait_timeout", "08P01") from None
-                    if not self.paused and self._may_open(reserve=True):
-                        self._remove_waiter(entry)
-                        if fut.done() and not fut.cancelled() and fut.exception() is None:
-                            returned = fut.result()
-                            return returned
-                        returned = await self._open_for_client()
-                        return returned
-        finally:
-            self._remove_waiter(entry)
-            if not fut.done():
-                fut.cancel()
-            elif not fut.cancelled() and fut.exception() is None and fut.result() is not returned:
-                # Handed to us by release() just as we gave up: give it back, not leak it.
-                self.release(fut.result())
+            self.active.add(conn)
+            if self._needs_check(conn, now):
+                self._spawn(self._check_then_hand(conn))
+            else:
+                self.release(conn)
+        if len(self.waiters) > self.connecting and self._may_open(reserve=False):
+            self._spawn_open()
 
-    def _remove_waiter(self, entry: tuple[asyncio.Future[ServerConnection], float]) -> None:
+    def _needs_check(self, conn: ServerConnection, now: float) -> bool:
+        delay = self.config.server_check_delay
+        return bool(delay and self.config.server_check_query and now - conn.last_used > delay)
+
+    async def _check_then_hand(self, conn: ServerConnection) -> None:
+        if await self._checked(conn):
+            self.release(conn)
+        else:
+            self.active.discard(conn)
+            self._kick()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn_open(self) -> None:
+        self._spawn(self._open_and_hand())
+
+    async def _open_and_hand(self) -> None:
         try:
-            self.waiters.remove(entry)
-        except ValueError:
-            pass
+            conn = await self.open_connection()
+        except ServerError as exc:
+            # Tell the first waiter why instead of letting it wait for query_wait_timeout.
+            while self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done:
+                    waiter.finish()
+                    waiter.callback(None, exc)
+                    break
+            return
+        self.active.add(conn)
+        self.release(conn)
 
     def _may_open(self, reserve: bool) -> bool:
         limit = self.settings.pool_size + (self.settings.reserve_pool_size if reserve else 0)
@@ -272,11 +365,6 @@ class Pool:
         conn.last_used = time.monotonic()
         self.stats.sv_tested += 1
         return True
-
-    async def _open_for_client(self) -> ServerConnection:
-        conn = await self.open_connection()
-        self.active.add(conn)
-        return conn
 
     async def open_connection(self) -> ServerConnection:
         """Connect with retries (exponential backoff, full jitter, retry budget); counted in ``connecting``."""
@@ -333,10 +421,13 @@ class Pool:
             self._fill_waiters()
             return
         while self.waiters and not self.paused:
-            fut, _start = self.waiters.popleft()
-            if not fut.done():
+            waiter = self.waiters.popleft()
+            if not waiter.done:
+                waiter.finish()
                 self.active.add(conn)
-                fut.set_result(conn)
+                self.stats.total_wait_time += int((now - waiter.start) * 1e6)
+                self.metrics.wait.observe(now - waiter.start)
+                waiter.callback(conn, None)
                 return
         self.idle.append(conn)
 
@@ -354,27 +445,10 @@ class Pool:
         self._fill_waiters()
 
     def _fill_waiters(self) -> None:
-        """A slot freed while clients wait: open a replacement connection for the first waiter."""
-        if self.closed or not self.waiters or not self._may_open(reserve=False):
-            return
-        task = asyncio.get_running_loop().create_task(self._replace())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _replace(self) -> None:
-        try:
-            conn = await self.open_connection()
-        except ServerError as exc:
-            # Tell the first waiter why instead of letting it wait for query_wait_timeout.
-            while self.waiters:
-                fut, _ = self.waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(exc)
-                    break
-            return
-        self.stats.servers_replaced += 1
-        self.active.add(conn)
-        self.release(conn)
+        """A slot freed while clients wait: open a replacement connection for them."""
+        if not self.closed and self.waiters:
+            self.stats.servers_replaced += 1
+            self._kick()
 
     # --- health
     async def maintain(self) -> None:
@@ -402,9 +476,11 @@ class Pool:
         for conn in list(self.idle):
             conn.close(reason)
         self.idle.clear()
-        for fut, _ in list(self.waiters):
-            if not fut.done():
-                fut.set_exception(ServerError("pool is closing", "57P01"))
+        waiters = list(self.waiters)
         self.waiters.clear()
+        for waiter in waiters:
+            if not waiter.done:
+                waiter.finish()
+                waiter.callback(None, ServerError("pool is closing", "57P01"))
         for task in list(self._tasks):
             task.cancel()

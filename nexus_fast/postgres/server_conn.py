@@ -219,6 +219,7 @@ class ServerConnection(asyncio.Protocol):
         self.tested = False
         self.dirty = False  # server state unknown (client left mid-query): never reuse
         self._writer: Any = None
+        self.param_sig: tuple[str, ...] = ()  # the client parameter signature this server was last set to
 
     @property
     def address(self) -> str:

@@ -103,6 +103,8 @@ class ClientSession(asyncio.Protocol):
         self._salt = b""
         self._console: Any = None
         self._closing = False
+        self._waiter: tuple[Pool, Any] | None = None
+        self._param_sig: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ asyncio plumbing
     def connection_made(self, transport: Any) -> None:
@@ -131,9 +133,12 @@ class ClientSession(asyncio.Protocol):
             self.request_time = time.time()
             if self._timers:
                 self._cancel_timer("idle")
-            self.inbuf += data
-            if not self.waiting:
-                self._pump()
+            if self.inbuf or self.waiting:
+                self.inbuf += data
+                if not self.waiting:
+                    self._pump()
+            else:
+                self._pump_fresh(data)
         elif state in (LOGIN, AUTH):
             self._login_data(data)
         elif state == ADMIN:
@@ -151,6 +156,9 @@ class ClientSession(asyncio.Protocol):
         self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
+        if self._waiter is not None:
+            self._waiter[0].cancel(self._waiter[1])
+            self._waiter = None
         server, pool = self.server, self.server_pool
         self.server = None
         if server is not None and pool is not None:
@@ -348,10 +356,10 @@ class ClientSession(asyncio.Protocol):
         self.pid, self.key = plane.new_cancel_key(self)
         if self.database in ADMIN_DATABASES and self.database not in self.config.databases:
             self._console = plane.admin_console()
-            params = {"server_version": "15.0 (nexus-fast)", "client_encoding": "UTF8", "server_encoding": "UTF8",
+            console_params = {"server_version": "15.0 (nexus-fast)", "client_encoding": "UTF8", "server_encoding": "UTF8",
                       "DateStyle": "ISO, MDY", "standard_conforming_strings": "on", "integer_datetimes": "on",
                       "application_name": self.startup_params.get("application_name", "")}
-            self.write(pq.auth_ok() + b"".join(pq.parameter_status(k, v) for k, v in params.items())
+            self.write(pq.auth_ok() + b"".join(pq.parameter_status(k, v) for k, v in console_params.items())
                        + pq.backend_key_data(self.pid, self.key) + pq.ready_for_query())
             self.state = ADMIN
             if self.inbuf:
@@ -383,6 +391,7 @@ class ClientSession(asyncio.Protocol):
             canon = _TRACKED_LOWER.get(key.lower())
             if canon and _norm(self.params.get(canon, "")) != _norm(value):
                 self.params[canon] = value
+        self._param_sig = self._signature()
         out = [pq.auth_ok()]
         out += [pq.parameter_status(k, v) for k, v in self.params.items()]
         out.append(pq.backend_key_data(self.pid, self.key))
@@ -392,6 +401,9 @@ class ClientSession(asyncio.Protocol):
         self._arm_idle(b"I")
         if self.inbuf and not self.waiting:
             self._pump()
+
+    def _signature(self) -> tuple[str, ...]:
+        return tuple(_norm(self.params.get(k, "")) for k in TRACKED_PARAMS)
 
     # ------------------------------------------------------------------ admin console
     def _admin_pump(self) -> None:
@@ -472,6 +484,49 @@ class ClientSession(asyncio.Protocol):
                 on_error(index, str(exc))
             raise
 
+    def _pump_fresh(self, data: bytes) -> None:
+        """The hot path: nothing buffered and ``data`` holds whole messages for a lent or idle connection."""
+        try:
+            end, syncs, flags = fr.scan_client(data)
+        except ValueError as exc:
+            self.fatal(f"invalid message from client: {exc}")
+            return
+        server = self.server
+        if (
+            end != len(data)
+            or flags & (fr.C_TERMINATE | fr.C_UNKNOWN)
+            or (self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE)))
+            or (server is None and not self.single_server)
+        ):
+            self.inbuf += data
+            self._pump()
+            return
+        if server is None:
+            pool = self.pools.get(0)
+            if pool is None or pool.closed:
+                pool = self._pool(0)
+            server = pool.try_acquire()
+            if server is None:
+                self.inbuf += data
+                self._pump()
+                return
+            self._attach(server, pool)
+        if server.prepared.busy:
+            self.inbuf += data
+            self._pump()
+            return
+        server.prepared.syncs_sent += syncs
+        if syncs:
+            if self.pending == 0:
+                self.query_start = time.monotonic()
+                if self.config.query_timeout:
+                    self._timer("query", self.config.query_timeout, self._on_query_timeout)
+            self.pending += syncs
+        pool = self.server_pool
+        if pool is not None:
+            pool.stats.total_received += end
+        server.write(data)
+
     def _pump(self) -> None:
         """Forward complete client messages to the server lent to this client, borrowing one if needed."""
         buf = self.inbuf
@@ -481,7 +536,7 @@ class ClientSession(asyncio.Protocol):
             self.fatal(f"invalid message from client: {exc}")
             return
         if end == 0:
-            if len(buf) > (1 << 20) + 5 and self.server is None:
+            if len(buf) > (256 << 20) and self.server is None:
                 self.fatal("message too large", "54000")
             return
         if flags & fr.C_TERMINATE:
@@ -507,27 +562,24 @@ class ClientSession(asyncio.Protocol):
             if server is None:
                 self.waiting = True
                 self.pause_client_reading()
-                self._spawn(self._wait_for_server(index, pool))
+                self._waiter = (pool, pool.request(lambda conn, exc: self._on_server_lent(index, pool, conn, exc)))
                 return
             self._attach(server, pool)
         self._forward(server, end, syncs, flags)
 
-    async def _wait_for_server(self, index: int, pool: Pool) -> None:
-        try:
-            server = await pool.acquire()
-        except ServerError as exc:
+    def _on_server_lent(self, index: int, pool: Pool, server: ServerConnection | None, exc: ServerError | None) -> None:
+        self._waiter = None
+        self.waiting = False
+        if server is None:
             router = self.plane.router_for(self.database)
             on_error = getattr(router, "on_server_error", None)
-            if on_error is not None:
+            if on_error is not None and exc is not None and exc.sqlstate != "08P01":
                 on_error(index, str(exc))
-            self.waiting = False
-            msg = "query_wait_timeout" if str(exc) == "query_wait_timeout" else str(exc)
-            self.fatal(msg, exc.sqlstate)
+            self.fatal(str(exc) if exc else "no server connection", exc.sqlstate if exc else "08006")
             return
         if self.state == CLOSED:
             pool.release(server)
             return
-        self.waiting = False
         self._attach(server, pool)
         self.resume_client_reading()
         self._pump()
@@ -539,12 +591,13 @@ class ClientSession(asyncio.Protocol):
         self.srv_tail = b""
         self.xact_start = time.monotonic()
         # Re-apply the client's tracked parameters on a server that differs (transaction/statement mode).
-        if self.pool_mode != "session":
+        if self.pool_mode != "session" and server.param_sig != self._param_sig:
             sets = []
             for key in TRACKED_PARAMS:
                 want = self.params.get(key)
                 if want is not None and _norm(server.params.get(key, "")) != _norm(want):
                     sets.append(f"SET {key} TO '{want.replace(chr(39), chr(39) * 2)}'")
+            server.param_sig = self._param_sig  # after the SETs below, the server matches this client
             if sets:
                 server.swallow_ready += 1
                 server.prepared.syncs_sent += 1
@@ -556,12 +609,17 @@ class ClientSession(asyncio.Protocol):
     def _forward(self, server: ServerConnection, end: int, syncs: int, flags: int) -> None:
         buf = self.inbuf
         chunk: bytes | bytearray
-        if self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE) or server.prepared.busy):
-            chunk = self._rewrite(server, bytes(buf[:end]))
+        whole = end == len(buf)
+        data = bytes(buf) if whole else bytes(memoryview(buf)[:end])
+        if whole:
+            buf.clear()
         else:
-            chunk = bytes(buf[:end])
+            del buf[:end]
+        if self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE) or server.prepared.busy):
+            chunk = self._rewrite(server, data)
+        else:
+            chunk = data
             server.prepared.syncs_sent += syncs
-        del buf[:end]
         if syncs:
             if self.pending == 0:
                 self.query_start = time.monotonic()
@@ -717,7 +775,10 @@ class ClientSession(asyncio.Protocol):
                 value, _ = pq.read_cstr(body, pos)
                 key, val = name.decode("utf-8", "replace"), value.decode("utf-8", "replace")
                 server.params[key] = val
-                self.params[key] = val
+                server.param_sig = ()
+                if self.params.get(key) != val:
+                    self.params[key] = val
+                    self._param_sig = self._signature()
                 if server.swallow_ready:
                     continue
             if server.swallow_ready:
@@ -759,14 +820,12 @@ class ClientSession(asyncio.Protocol):
             stats = pool.stats
             stats.total_query_count += 1
             stats.total_query_time += int((now - self.query_start) * 1e6)
-            if pool.metrics.enabled:
-                pool.metrics.query.observe(now - self.query_start)
+            pool.metrics.query.observe(now - self.query_start)
         if st == b"I":
             if pool is not None:
                 stats.total_xact_count += 1
                 stats.total_xact_time += int((now - self.xact_start) * 1e6)
-                if pool.metrics.enabled:
-                    pool.metrics.xact.observe(now - self.xact_start)
+                pool.metrics.xact.observe(now - self.xact_start)
             self.xact_start = now
             if self.pool_mode != "session":
                 self._release()
