@@ -3,6 +3,10 @@
 The shell (``nexus_fast.server``) builds one plane per configured section in each worker, starts it, routes
 reload and shutdown to it, and asks it for health. A plane owns its listeners, sessions, routers and pools; the
 shell never reaches inside.
+
+Optional, set by the shell on every plane after ``create_plane``: ``admin_reload`` and ``admin_shutdown``, async
+callables without arguments that a plane's own admin surface (the PgBouncer console's RELOAD and SHUTDOWN) awaits
+to reload the config file or drain the whole process (every worker, through the supervisor when there is one).
 """
 
 from __future__ import annotations

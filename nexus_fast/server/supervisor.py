@@ -50,7 +50,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
-                code = run_worker(self.config_path, self.loaded, slot)
+                code = run_worker(self.config_path, self.loaded, slot, supervised=True)
             except BaseException:
                 log.exception("worker_crashed", worker=slot)
             finally:

@@ -87,8 +87,9 @@ def fallback_probes(worker: Worker) -> dict[str, Probe]:
 class Worker:
     """The planes, health monitor and admin server of one process; implements ``AdminState``."""
 
-    def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0) -> None:
+    def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False) -> None:
         self.config_path = config_path
+        self.supervised = supervised  # forked by a Supervisor: process-wide actions go through it
         self.loaded = loaded
         self.worker_id = worker_id
         self.ready = False
@@ -114,6 +115,9 @@ class Worker:
         for name, factory in plane_factories(self.config):
             plane = factory(self.config, self.metrics)
             self.planes[getattr(plane, "name", name)] = plane
+            # Hooks a plane's own admin surface (the PgBouncer console's RELOAD / SHUTDOWN) calls.
+            plane.admin_reload = self.admin_reload  # type: ignore[attr-defined]
+            plane.admin_shutdown = self.admin_shutdown  # type: ignore[attr-defined]
         for name, plane in self.planes.items():
             await plane.start()
             log.info("plane_started", plane=name)
@@ -137,6 +141,20 @@ class Worker:
         task = asyncio.get_running_loop().create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
+
+    async def admin_reload(self) -> None:
+        """RELOAD from a plane's admin console: every worker reloads (through the supervisor when there is one)."""
+        if self.supervised:
+            os.kill(os.getppid(), signal.SIGHUP)
+        else:
+            await self.reload()
+
+    async def admin_shutdown(self) -> None:
+        """SHUTDOWN from a plane's admin console: the whole process drains and exits."""
+        if self.supervised:
+            os.kill(os.getppid(), signal.SIGTERM)
+        else:
+            self.request_stop("admin SHUTDOWN")
 
     async def reload(self) -> dict[str, Any]:
         """Validate the file whole, apply it to every plane, or keep the old config and say why."""
@@ -236,9 +254,9 @@ class Worker:
         return EXIT_OK
 
 
-def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0) -> int:
+def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False) -> int:
     """Run one worker to completion on a fresh uvloop loop; returns the process exit code."""
     # Signals the supervisor blocked (to wait for them synchronously) must reach this worker's loop.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Worker(config_path, loaded, worker_id).run())
+        return runner.run(Worker(config_path, loaded, worker_id, supervised).run())
