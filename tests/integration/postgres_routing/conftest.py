@@ -4,16 +4,22 @@
 - ``pg_cluster``: the module's cluster, put back in a known state before each test: both nodes running, WAL replay
   resumed and caught up. Tests may stop, kill, restart and pause nodes freely.
 - ``system_pg_dsn``: the machine's own PostgreSQL (never stopped) for tests needing one plain server.
+- ``running_plane(postgres_section)``: the real PostgreSQL plane in the test's event loop; ``psql(...)`` runs psql.
 
 The fault tests in ``tests/faults/postgres_routing`` import these with ``from ...conftest import *``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
+from nexus_fast._testing.ports import free_port
 from nexus_fast._testing.postgres import (
     PostgresCluster,
     create_cluster,
@@ -53,3 +59,34 @@ def pg_cluster(pg_cluster_module: PostgresCluster) -> Iterator[PostgresCluster]:
 @pytest.fixture
 def system_pg_dsn() -> str:
     return system_postgres_dsn("test")
+
+
+@contextlib.asynccontextmanager
+async def running_plane(postgres: dict[str, Any]) -> AsyncIterator[Any]:
+    """The real PostgreSQL plane (``create_plane``) in this event loop, on a free port, closed afterwards.
+
+    ``postgres`` is the ``[postgres]`` table; ``listen`` defaults to a free port. Yields the plane (``plane.port``).
+    """
+    from nexus_fast.config.schema import NexusConfig
+    from nexus_fast.observe.metrics import Metrics
+    from nexus_fast.postgres.plane import create_plane
+
+    section = {"listen": f"127.0.0.1:{free_port()}", "auth_type": "trust", **postgres}
+    config = NexusConfig.model_validate({"postgres": section})
+    plane = create_plane(config, Metrics())
+    await plane.start()
+    try:
+        yield plane
+    finally:
+        await plane.close()
+
+
+async def psql(port: int, database: str, sql: str, user: str = "postgres", *args: str) -> tuple[int, str, str]:
+    """Run psql against the proxy; returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        "psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", database, *args, "-c", sql,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
