@@ -23,10 +23,27 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is also valid and free."""
+    import socket
+
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisNode:
     def __init__(self, port: int | None = None, cluster: bool = False, password: str | None = None) -> None:
         self.host = "127.0.0.1"
-        self.port = port or free_port()
+        self.port = port or (_cluster_port() if cluster else free_port())
         self.cluster = cluster
         self.password = password
         self.dir = tempfile.mkdtemp(prefix=f"nexus-redis-{self.port}-")
@@ -146,8 +163,11 @@ class RedisCluster:
     def wait_ok(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = [n.cli("cluster", "info") for n in self.nodes if n.process is not None]
-            if all("cluster_state:ok" in s for s in states):
+            live = [n for n in self.nodes if n.process is not None]
+            states = [n.cli("cluster", "info") for n in live]
+            # replicas appear in CLUSTER SLOTS only once their initial sync is done
+            listed = [n.cli("cluster", "slots").count(n.host) for n in live]
+            if all("cluster_state:ok" in s for s in states) and all(c >= len(self.nodes) for c in listed):
                 return
             time.sleep(0.2)
         raise TimeoutError("Redis Cluster did not reach cluster_state:ok")
