@@ -256,20 +256,29 @@ def key_sizes(n_ids: int, seed: int = 0, median: int = 1024) -> np.ndarray:
 
 def simulate(cache: LRUCache | ScoredCache, trace: Iterable[int], sizes: np.ndarray) -> float:
     """Replay ``trace`` (read-through: a miss inserts the key); the hit ratio."""
+    return replay(cache, trace, sizes)[0]
+
+
+def replay(cache: LRUCache | ScoredCache, trace: Iterable[int], sizes: np.ndarray) -> tuple[float, float]:
+    """Replay ``trace`` read-through; (hit ratio, byte hit ratio: bytes served from cache / bytes requested)."""
     scored = isinstance(cache, ScoredCache)
+    hit_bytes = 0
+    total_bytes = 0
     for t, key in enumerate(trace):
         k = int(key)
+        size = int(sizes[k])
+        total_bytes += size
         if scored:
             hit = cache.get(k, now=float(t)) is not None  # type: ignore[call-arg]
         else:
             hit = cache.get(k) is not None
-        if not hit:
-            size = int(sizes[k])
-            if scored:
-                cache.put(k, True, size=size, now=float(t))  # type: ignore[call-arg]
-            else:
-                cache.put(k, True, size=size)
-    return cache.stats.hit_ratio
+        if hit:
+            hit_bytes += size
+        elif scored:
+            cache.put(k, True, size=size, now=float(t))  # type: ignore[call-arg]
+        else:
+            cache.put(k, True, size=size)
+    return cache.stats.hit_ratio, (hit_bytes / total_bytes if total_bytes else 0.0)
 
 
 @dataclass(frozen=True)
@@ -278,6 +287,8 @@ class HitRatioRow:
     budget_bytes: int
     lru: float
     scored: float
+    lru_byte_hit: float = 0.0
+    scored_byte_hit: float = 0.0
 
     @property
     def gain(self) -> float:
@@ -291,6 +302,7 @@ def compare(
     budget_fraction: float = 0.05,
     half_life: float | None = None,
     seed: int = 0,
+    equal_sizes: bool = True,
 ) -> list[HitRatioRow]:
     """Hit ratio of LRU and the scored cache at the same byte budget on Zipf and scan-polluted workloads.
 
@@ -298,15 +310,24 @@ def compare(
     and ``half_life`` defaults to ``4 x n_keys`` requests.
     """
     hl = float(half_life if half_life is not None else 4 * n_keys)
-    workloads: list[tuple[str, np.ndarray]] = [
-        (f"zipf alpha={a:g}", zipf_trace(n_keys, n_requests, a, seed)) for a in alphas
+    scans = scan_polluted_trace(n_keys, n_requests, 0.9, 0.3, 2000, seed)
+    workloads: list[tuple[str, np.ndarray, bool]] = [
+        (f"zipf alpha={a:g}", zipf_trace(n_keys, n_requests, a, seed), False) for a in alphas
     ]
-    workloads.append(("zipf 0.9 + 30% scans", scan_polluted_trace(n_keys, n_requests, 0.9, 0.3, 2000, seed)))
+    workloads.append(("zipf 0.9 + 30% scans", scans, False))
+    if equal_sizes:
+        # Every value the same size: the gain left is frequency and recency alone, not a preference for small values.
+        workloads.append(("zipf 0.9, equal sizes", zipf_trace(n_keys, n_requests, 0.9, seed), True))
+        workloads.append(("scans, equal sizes", scans, True))
     rows = []
-    for name, trace in workloads:
-        sizes = key_sizes(int(trace.max()) + 1, seed)
+    for name, trace, same_size in workloads:
+        extra = max(0, int(trace.max()) + 1 - n_keys)  # scan keys beyond the Zipf population
+        if same_size:
+            sizes = np.full(n_keys + extra, 1024, dtype=np.int64)
+        else:
+            sizes = np.concatenate([key_sizes(n_keys, seed), key_sizes(extra, seed + 7)])
         budget = int(sizes[:n_keys].sum() * budget_fraction)
-        lru = simulate(LRUCache(budget), trace, sizes)
-        scored = simulate(ScoredCache(budget, half_life=hl, clock=lambda: 0.0), trace, sizes)
-        rows.append(HitRatioRow(name, budget, lru, scored))
+        lru, lru_bytes = replay(LRUCache(budget), trace, sizes)
+        scored, scored_bytes = replay(ScoredCache(budget, half_life=hl, clock=lambda: 0.0), trace, sizes)
+        rows.append(HitRatioRow(name, budget, lru, scored, lru_bytes, scored_bytes))
     return rows

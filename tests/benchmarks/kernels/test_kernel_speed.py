@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.kernels import TARGET_SPEEDUP, KernelCase, kernel_cases
+from bench.kernels import KernelCase, kernel_cases
 
 CASES = kernel_cases(scale=0.25)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.kernel for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.kernel.strip() for c in CASES])
 def test_kernel_speed(benchmark, case: KernelCase) -> None:
     benchmark.group = case.kernel
     benchmark(case.run)
@@ -24,4 +24,5 @@ def test_kernel_speed(benchmark, case: KernelCase) -> None:
         reference_items_per_s=result.reference_items_per_s,
         speedup=result.speedup,
     )
-    assert result.speedup >= TARGET_SPEEDUP, f"{case.kernel}: {result.speedup:.1f}x over the reference"
+    if case.target is not None:  # the other rows compare two fast paths and are reported, not judged
+        assert result.speedup >= case.target, f"{case.kernel}: {result.speedup:.1f}x over the reference"

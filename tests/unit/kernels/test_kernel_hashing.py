@@ -13,6 +13,7 @@ from nexus_fast.balance import _ring_py, selectors
 from nexus_fast.kernels import hashing as H
 from nexus_fast.kernels.jitmode import interpreted
 from nexus_fast.kernels.reference import hashing as R
+from tests.conftest import load_twin, twin_params
 
 KEYS = st.lists(st.binary(max_size=40), max_size=30)
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -121,3 +122,16 @@ def test_wrappers_validate() -> None:
     assert H.ketama_lookup(np.array([], dtype=np.uint32), np.array([]), np.array([7])).tolist() == [-1]
     buf, offsets = H.pack_keys([b"ab", b"", b"c"])
     assert H.fnv1a_32((buf, offsets)).tolist() == H.fnv1a_32([b"ab", b"", b"c"]).tolist()
+
+
+@pytest.mark.parametrize("which", twin_params("ring"))
+def test_ring_batch_lookup_over_both_ring_implementations(which) -> None:
+    ring_module = load_twin("ring", which)
+    keys = [f"k{i}".encode() for i in range(300)] + [b"", b"{a}1", b"{a}2", b"\xff\xfe"]
+    for name in H.TWEMPROXY_HASHES + ("md5",):  # md5 has no batch kernel: falls back to ring.lookup
+        ring = ring_module.KetamaRing([("a:1", 1), ("b:1", 2), ("c:1", 1)], hash=name, hash_tag="{}")
+        assert H.ring_lookup_batch(ring, keys).tolist() == [ring.lookup(k) for k in keys]
+    single = ring_module.KetamaRing([("only:1", 1)])
+    assert H.ring_lookup_batch(single, keys).tolist() == [0] * len(keys)
+    dead = ring_module.KetamaRing([("a:1", 1)], live=[False])
+    assert H.ring_lookup_batch(dead, keys[:3]).tolist() == [-1, -1, -1]
