@@ -48,9 +48,11 @@ def test_sigterm_drains_an_in_flight_request_then_exits_zero() -> None:
         sent = time.monotonic()
         nexus.signal(15)
         nexus.wait_for_event("draining")
-        # Draining: the listener no longer accepts new connections.
+        # Draining: the listener no longer accepts new connections and /ready tells load balancers to move on.
         with pytest.raises(OSError):
             ask(port, "late", timeout=1)
+        status, body = nexus.get("/ready")
+        assert status == 503 and body["status"] == "not ready"
         code = nexus.wait(15)
         reader.join(5)
         sock.close()

@@ -96,3 +96,18 @@ def test_an_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_config_import_translates_a_nutcracker_yml(tmp_path) -> None:
+    source = tmp_path / "nutcracker.yml"
+    source.write_text("alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n"
+                      "  timeout: 400\n  servers:\n   - 127.0.0.1:6379:1 main\n")
+    result = run("config", "import", str(source))
+    assert result.returncode == 0, result.stderr
+    imported = tomllib.loads(result.stdout)
+    pool = imported["redis"]["pools"]["alpha"]
+    assert pool["listen"] == "127.0.0.1:22121" and pool["servers"] == ["127.0.0.1:6379:1 main"]
+    assert pool["timeout"] == "400ms"  # twemproxy's milliseconds made explicit
+    target = tmp_path / "nexus.toml"
+    target.write_text(result.stdout)
+    assert run("config", "check", str(target)).returncode == 0
