@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -311,14 +312,24 @@ def _rendezvous_kernel(key_hashes: Any, weights: Any) -> Any:
 # --------------------------------------------------------------------------------------------------- wrappers --
 
 
+def _run(kernel: Any, *args: Any) -> np.ndarray:
+    """Call a kernel; interpreted (``NUMBA_DISABLE_JIT=1``) the unsigned arithmetic wraps as compiled code does,
+    so NumPy's scalar overflow warnings are silenced there."""
+    if getattr(numba.config, "DISABLE_JIT", False):
+        with np.errstate(over="ignore"):
+            return kernel(*args)  # type: ignore[no-any-return]
+    return kernel(*args)  # type: ignore[no-any-return]
+
+
+
 def fnv1a_32(keys: KeyBatch) -> np.ndarray:
     """FNV-1a 32-bit of every key (``uint32`` array)."""
-    return _fnv1a_32_kernel(*_packed(keys))  # type: ignore[no-any-return]
+    return _run(_fnv1a_32_kernel, *_packed(keys))
 
 
 def fnv1a_64(keys: KeyBatch) -> np.ndarray:
     """FNV-1a 64-bit of every key (``uint64`` array)."""
-    return _fnv1a_64_kernel(*_packed(keys))  # type: ignore[no-any-return]
+    return _run(_fnv1a_64_kernel, *_packed(keys))
 
 
 def murmur3_32(keys: KeyBatch, seed: int = 0) -> np.ndarray:
@@ -326,7 +337,7 @@ def murmur3_32(keys: KeyBatch, seed: int = 0) -> np.ndarray:
     if not 0 <= seed <= 0xFFFFFFFF:
         raise ValueError("seed must fit in 32 bits")
     buf, offsets = _packed(keys)
-    return _murmur3_32_kernel(buf, offsets, U64(seed))  # type: ignore[no-any-return]
+    return _run(_murmur3_32_kernel, buf, offsets, U64(seed))
 
 
 def _tag_bytes(hash_tag: bytes | str | None) -> tuple[int, int]:
@@ -346,7 +357,7 @@ def twemproxy_hash(name: str, keys: KeyBatch, hash_tag: bytes | str | None = Non
         raise ValueError(f"unsupported hash {name!r}; batch hashing supports {', '.join(TWEMPROXY_HASHES)}") from None
     open_tag, close_tag = _tag_bytes(hash_tag)
     buf, offsets = _packed(keys)
-    return _twemproxy_hash_kernel(code, buf, offsets, open_tag, close_tag)  # type: ignore[no-any-return]
+    return _run(_twemproxy_hash_kernel, code, buf, offsets, open_tag, close_tag)
 
 
 def ketama_lookup(values: np.ndarray, owners: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -364,7 +375,7 @@ def ketama_lookup(values: np.ndarray, owners: np.ndarray, hashes: np.ndarray) ->
         return np.full(hashes.size, -1, dtype=np.int64)
     if values.size > 1 and np.any(values[1:] < values[:-1]):
         raise ValueError("values must be sorted")
-    return _ketama_lookup_kernel(values, owners, hashes)  # type: ignore[no-any-return]
+    return _run(_ketama_lookup_kernel, values, owners, hashes)
 
 
 def ring_lookup_batch(ring: Any, keys: KeyBatch) -> np.ndarray:
@@ -384,9 +395,8 @@ def ring_lookup_batch(ring: Any, keys: KeyBatch) -> np.ndarray:
     owners = np.asarray(owners, dtype=np.int64)
     open_tag, close_tag = _tag_bytes(ring.hash_tag)
     zero_hash = len(ring.nodes) == 1  # one server short-circuits to hash 0 (server_pool_hash)
-    return _ring_lookup_kernel(  # type: ignore[no-any-return]
-        _TWEMPROXY_CODES[ring.hash_name], buf, offsets, open_tag, close_tag, values, owners, zero_hash
-    )
+    code = _TWEMPROXY_CODES[ring.hash_name]
+    return _run(_ring_lookup_kernel, code, buf, offsets, open_tag, close_tag, values, owners, zero_hash)
 
 
 def jump_hash(keys: np.ndarray | Sequence[int], n_buckets: int) -> np.ndarray:
@@ -394,7 +404,7 @@ def jump_hash(keys: np.ndarray | Sequence[int], n_buckets: int) -> np.ndarray:
     if n_buckets < 1:
         raise ValueError("n_buckets must be >= 1")
     arr = np.ascontiguousarray(keys, dtype=np.uint64)
-    return _jump_hash_kernel(arr, int(n_buckets))  # type: ignore[no-any-return]
+    return _run(_jump_hash_kernel, arr, int(n_buckets))
 
 
 def rendezvous(key_hashes: np.ndarray | Sequence[int], weights: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -407,4 +417,4 @@ def rendezvous(key_hashes: np.ndarray | Sequence[int], weights: Sequence[float] 
     if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("weights must be a 1-D array of finite values >= 0")
     arr = np.ascontiguousarray(key_hashes, dtype=np.uint64)
-    return _rendezvous_kernel(arr, w)  # type: ignore[no-any-return]
+    return _run(_rendezvous_kernel, arr, w)
