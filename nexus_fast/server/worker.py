@@ -243,6 +243,9 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        # A forked worker inherits the supervisor's blocked mask; unblock only now that the handlers exist, so a
+        # signal that arrived in between is handled, not fatal by its default action.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
         try:
             await self.start()
         except Exception as exc:
@@ -256,7 +259,5 @@ class Worker:
 
 def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False) -> int:
     """Run one worker to completion on a fresh uvloop loop; returns the process exit code."""
-    # Signals the supervisor blocked (to wait for them synchronously) must reach this worker's loop.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(Worker(config_path, loaded, worker_id, supervised).run())

@@ -135,3 +135,27 @@ async def test_ready_metrics_and_redacted_config() -> None:
         assert body["last_reload"] == {"status": "none"}
     finally:
         await server.stop()
+
+
+async def test_fallback_probes_check_a_section_whose_plane_is_absent() -> None:
+    """Without a plane object, /health still probes the section's backends from the config (asyncpg, PING)."""
+    from nexus_fast._testing.ports import system_postgres_address, system_redis_address
+    from nexus_fast.server.worker import Worker, fallback_probes
+
+    pg_host, pg_port = system_postgres_address()
+    redis_host, redis_port = system_redis_address()
+    dead = free_port()
+    config = validate({
+        "postgres": {"auth_type": "trust", "databases": {
+            "test": {"servers": [{"host": pg_host, "port": pg_port}]},
+            "gone": {"servers": [{"host": "127.0.0.1", "port": dead}]}}},
+        "redis": {"pools": {"cache": {"servers": [f"{redis_host}:{redis_port}:1 main"]}}},
+    }, "test")
+    worker = Worker("unused.toml", LoadedConfig(config, "test", "toml", digest_of(config)))
+    probes = fallback_probes(worker)  # no planes were built: every configured section falls back
+    assert set(probes) == {"postgres", "redis"}
+    pg = {b.name: b for b in await probes["postgres"](2.0)}
+    assert pg["test/primary"].healthy and pg["test/primary"].latency_ms is not None
+    assert not pg["gone/primary"].healthy and pg["gone/primary"].reason == "connection refused"
+    (node,) = await probes["redis"](2.0)
+    assert node.healthy and node.name == "cache/main"
