@@ -90,7 +90,7 @@ class ScoredCache:
         self,
         budget_bytes: int,
         half_life: float = 300.0,
-        headroom: float = 0.02,
+        headroom: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         initial_capacity: int = 1024,
     ) -> None:
