@@ -6,13 +6,14 @@ Routes (every answer is JSON except /metrics):
 - ``GET /health/postgres``, ``GET /health/redis`` (and ``/health/<plane>`` for any plane): one plane;
   404 when that plane is not configured.
 - ``GET /ready``: 200 once every plane has started and until shutdown begins (a Kubernetes readiness probe).
-- ``GET /metrics``: Prometheus text exposition of this worker's registry.
+- ``GET /metrics``: Prometheus text exposition; with several workers, every worker's samples labelled
+  ``worker="<n>"`` (``?scope=worker``: only the worker that answered; see ``worker_metrics.py``).
 - ``GET /config``: effective config with secrets redacted, its sha256 digest and the last reload's result.
 
 The optional dedicated listeners ``admin.postgres_health_listen`` / ``admin.redis_health_listen`` (the roadmap's
 ports 1100 and 1200) answer every GET with that plane's health, so a TCP/HTTP health checker needs no path.
-Every listener binds with SO_REUSEPORT so sibling workers share the port; each worker answers with its own view
-(with several workers, ``/metrics`` shows the worker that accepted the scrape: see ``nexus_worker_info``).
+Every listener binds with SO_REUSEPORT so sibling workers share the port; health and config answers come from the
+worker that accepted the request (its ``pid`` is in every JSON answer).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nexus_fast.config.load import LoadedConfig, to_dict
 from nexus_fast.config.section import parse_listen
 from nexus_fast.observe.logging import get_logger
 from nexus_fast.observe.metrics import Metrics
+from nexus_fast.server import worker_metrics
 from nexus_fast.server.health import HealthMonitor
 
 log = get_logger("admin")
@@ -35,6 +37,7 @@ class AdminState(Protocol):
     """What the admin server reads from its worker."""
 
     worker_id: int
+    metrics_dir: str | None  # set when sibling workers share metrics (server/worker_metrics.py)
     ready: bool
     metrics: Metrics
     health: HealthMonitor
@@ -67,9 +70,13 @@ def build_app(state: AdminState) -> web.Application:
             return _json(state, {"status": "ready"})
         return _json(state, {"status": "not ready"}, 503)
 
-    async def metrics(_request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if state.metrics_dir is not None and request.query.get("scope") != "worker":
+            body = worker_metrics.all_workers_exposition(state.metrics_dir, state.worker_id, state.metrics)
+        else:
+            body = state.metrics.exposition()
         # content_type cannot carry the "; version=0.0.4; charset=utf-8" parameters in aiohttp: set the header.
-        return web.Response(body=state.metrics.exposition(), headers={"Content-Type": state.metrics.content_type})
+        return web.Response(body=body, headers={"Content-Type": state.metrics.content_type})
 
     async def config(_request: web.Request) -> web.Response:
         loaded = state.loaded

@@ -16,7 +16,9 @@ it handles and waits for them synchronously (``sigtimedwait``), which avoids asy
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 from nexus_fast.config.errors import ConfigError
@@ -44,13 +46,15 @@ class Supervisor:
         self.started_at: dict[int, float] = {}  # slot -> last start time
         self.stopping = False
         self.failed = False
+        # Workers publish their metrics here so any of them can answer /metrics for all (worker_metrics.py).
+        self.metrics_dir = tempfile.mkdtemp(prefix="nexus-metrics-")
 
     def _spawn(self, slot: int) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
-                code = run_worker(self.config_path, self.loaded, slot, supervised=True)
+                code = run_worker(self.config_path, self.loaded, slot, supervised=True, metrics_dir=self.metrics_dir)
             except BaseException:
                 log.exception("worker_crashed", worker=slot)
             finally:
@@ -131,6 +135,7 @@ class Supervisor:
                 self.failed = True
                 self._forward(signal.SIGKILL)
                 deadline = time.monotonic() + KILL_GRACE
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
         log.info("supervisor_stopped", failed=self.failed)
         return 1 if self.failed else 0
 

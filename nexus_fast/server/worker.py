@@ -28,6 +28,7 @@ from nexus_fast.config.load import LoadedConfig, load_config
 from nexus_fast.config.schema import NexusConfig
 from nexus_fast.observe import logging as nexus_logging
 from nexus_fast.observe.metrics import Metrics
+from nexus_fast.server import worker_metrics
 from nexus_fast.server.admin_http import AdminServer
 from nexus_fast.server.health import HealthMonitor, Probe
 from nexus_fast.server.plane import BackendHealth, Plane, PlaneFactory
@@ -87,8 +88,11 @@ def fallback_probes(worker: Worker) -> dict[str, Probe]:
 class Worker:
     """The planes, health monitor and admin server of one process; implements ``AdminState``."""
 
-    def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False) -> None:
+    def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
+                 metrics_dir: str | None = None) -> None:
         self.config_path = config_path
+        self.metrics_dir = metrics_dir  # where sibling workers share their metrics (server/worker_metrics.py)
+        self._publisher: asyncio.Task[None] | None = None
         self.supervised = supervised  # forked by a Supervisor: process-wide actions go through it
         self.loaded = loaded
         self.worker_id = worker_id
@@ -127,6 +131,9 @@ class Worker:
         self.health = HealthMonitor(probes, admin.health_check_interval, admin.health_check_timeout, self.metrics)
         await self.health.check_all()  # /health answers from a real probe from the first request on
         self.health.start()
+        if self.metrics_dir is not None:
+            self._publisher = asyncio.get_running_loop().create_task(
+                worker_metrics.publish_forever(self.metrics_dir, self.worker_id, self.metrics))
         await self.admin.start()
         self.ready = True
         log.info("worker_ready", worker=self.worker_id, planes=",".join(self.planes) or "none",
@@ -234,6 +241,14 @@ class Worker:
                 log.exception("close_failed", plane=name)
         await self.health.stop()
         await self.admin.stop()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            try:
+                await self._publisher
+            except asyncio.CancelledError:
+                pass
+        if self.metrics_dir is not None:
+            worker_metrics.withdraw(self.metrics_dir, self.worker_id)
         for task in list(self._reload_tasks):
             task.cancel()
         log.info("stopped", worker=self.worker_id, drained_in=round(time.monotonic() - started, 3))
@@ -257,7 +272,8 @@ class Worker:
         return EXIT_OK
 
 
-def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False) -> int:
+def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
+               metrics_dir: str | None = None) -> int:
     """Run one worker to completion on a fresh uvloop loop; returns the process exit code."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Worker(config_path, loaded, worker_id, supervised).run())
+        return runner.run(Worker(config_path, loaded, worker_id, supervised, metrics_dir).run())

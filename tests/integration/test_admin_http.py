@@ -23,6 +23,7 @@ class State:
     health: HealthMonitor
     metrics: Metrics = field(default_factory=Metrics)
     worker_id: int = 0
+    metrics_dir: str | None = None
     ready: bool = True
     last_reload: dict[str, Any] = field(default_factory=lambda: {"status": "none"})
 
@@ -159,3 +160,27 @@ async def test_fallback_probes_check_a_section_whose_plane_is_absent() -> None:
     assert not pg["gone/primary"].healthy and pg["gone/primary"].reason == "connection refused"
     (node,) = await probes["redis"](2.0)
     assert node.healthy and node.name == "cache/main"
+
+
+def test_worker_expositions_merge_with_a_worker_label(tmp_path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from nexus_fast.server import worker_metrics
+
+    registries = []
+    for requests in (3, 4):
+        metrics = Metrics()
+        metrics.counter("nexus_x_requests_total", "Requests.", ["pool"]).labels("a").inc(requests)
+        metrics.histogram("nexus_x_latency_seconds", "Latency.").observe(0.002 * requests)
+        registries.append(metrics)
+    worker_metrics.publish(str(tmp_path), 1, registries[1])
+    merged = worker_metrics.all_workers_exposition(str(tmp_path), 0, registries[0]).decode()
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+    totals = {s.labels["worker"]: s.value for s in families["nexus_x_requests"].samples if s.name.endswith("_total")}
+    assert totals == {"0": 3.0, "1": 4.0}
+    counts = {s.labels["worker"]: s.value for s in families["nexus_x_latency_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts == {"0": 1.0, "1": 1.0}
+    worker_metrics.withdraw(str(tmp_path), 1)
+    alone = worker_metrics.all_workers_exposition(str(tmp_path), 0, registries[0]).decode()
+    assert 'worker="1"' not in alone and 'worker="0"' in alone

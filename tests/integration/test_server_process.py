@@ -115,10 +115,12 @@ def test_two_workers_accept_on_one_port() -> None:
     nexus, port = echo_nexus(workers=2)
     with nexus:
         nexus.wait_for_event("worker_ready", count=2)
-        pids = set()
+        pids: set[int] = set()
+        asked = 0
         deadline = time.monotonic() + 20
-        while len(pids) < 2 and time.monotonic() < deadline:
+        while (len(pids) < 2 or asked < 20) and time.monotonic() < deadline:
             pids.add(int(ask(port, "PID")))
+            asked += 1
         assert len(pids) == 2, f"one worker served every connection: {pids}"
         assert nexus.pid not in pids  # the supervisor forks; workers serve
         started = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
@@ -129,6 +131,20 @@ def test_two_workers_accept_on_one_port() -> None:
         while len(admin_pids) < 2 and time.monotonic() < deadline:
             admin_pids.add(nexus.get("/health")[1]["pid"])
         assert admin_pids == pids
+        # /metrics from either worker covers both, each sample labelled with its worker (published every second).
+        counts: dict[str, float] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = nexus.get("/metrics")[1]
+            counts = {line.split('worker="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                      for line in text.splitlines() if line.startswith("nexus_echo_requests_total{")}
+            if set(counts) == {"0", "1"} and sum(counts.values()) == asked:
+                break
+            time.sleep(0.2)
+        assert set(counts) == {"0", "1"} and sum(counts.values()) == asked, text
+        assert len([ln for ln in text.splitlines() if ln.startswith("nexus_worker_info{")]) == 2
+        own = nexus.get("/metrics?scope=worker")[1]
+        assert len([ln for ln in own.splitlines() if ln.startswith("nexus_worker_info{")]) == 1
         assert nexus.stop() == 0, nexus.logs
 
 
