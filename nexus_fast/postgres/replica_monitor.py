@@ -63,14 +63,21 @@ class ReplicaSample:
     replay_age: float | None  # now() - pg_last_xact_replay_timestamp(), seconds; None if nothing replayed yet
 
 
+def caught_up(sample: ReplicaSample, primary_lsn: int | None) -> bool:
+    """Nothing to replay that we can see: promoted, at the primary's position, or (primary unknown) at what it got."""
+    if not sample.in_recovery:
+        return True
+    replay = sample.replay_lsn
+    if replay is None:
+        return False
+    if primary_lsn is not None:
+        return replay >= primary_lsn
+    return sample.receive_lsn is None or replay >= sample.receive_lsn
+
+
 def estimate_lag(sample: ReplicaSample, primary_lsn: int | None, behind_for: float) -> float:
     """Replay lag in seconds by the rules in the module docstring (``behind_for``: how long seen behind)."""
-    if not sample.in_recovery:
-        return 0.0
-    replay = sample.replay_lsn
-    if replay is not None and primary_lsn is not None and replay >= primary_lsn:
-        return 0.0
-    if primary_lsn is None and replay is not None and (sample.receive_lsn is None or replay >= sample.receive_lsn):
+    if caught_up(sample, primary_lsn):
         return 0.0
     if sample.replay_age is not None:
         return max(0.0, sample.replay_age)
@@ -163,10 +170,11 @@ class ReplicaMonitor:
         sample = ReplicaSample(bool(row[0]), parse_lsn(row[1]), parse_lsn(row[2]),
                                None if row[3] is None or math.isnan(row[3]) else float(row[3]))
         now = self._clock()
-        caught_up = estimate_lag(sample, primary_lsn, 0.0) == 0.0
-        if caught_up:
+        if caught_up(sample, primary_lsn):
             self._behind_since.pop(index, None)
-        since = self._behind_since.setdefault(index, now) if not caught_up else now
+            since = now
+        else:
+            since = self._behind_since.setdefault(index, now)
         lag = estimate_lag(sample, primary_lsn, now - since)
         self.last_lag[index] = lag
         self._sink.replica_observed(index, lag, sample.in_recovery)

@@ -8,6 +8,8 @@ from a chain of rules, each able to settle it or pass; the first that settles wi
    proxy (``local_reply`` holds the command tags to send, ``CommandComplete`` + ``ReadyForQuery``); the backend
    never sees it. Mixed with other statements it is refused (``error``): the proxy cannot answer half a string.
 2. ``in_transaction``: inside BEGIN ... COMMIT everything stays where the transaction is (the primary).
+   ``no_statement``: no SQL to judge (session mode routes a whole session with ``""``; a Bind of a statement the
+   session does not know): the primary, the only server that can run whatever follows.
 3. ``forced_role``: a ``/* nexus:primary|replica */`` hint, else the client's ``SET nexus.role``. ``primary``
    sends everything to the primary. ``replica`` lifts the "might write" rules (unknown functions) and the
    read-your-writes window, but a statement that certainly writes (DML, DDL, transaction control, locks, SET ...)
@@ -188,6 +190,17 @@ class InTransactionRule:
         return None
 
 
+class NoStatementRule:
+    name = "no_statement"
+
+    def __call__(self, router: Router, ctx: RouteContext) -> RoutingDecision | None:
+        # No SQL to judge: session mode routes the whole session with "", a Bind of a statement the session does
+        # not know comes with "", and an empty query is harmless anywhere. Only the primary is safe for all three.
+        if ctx.classification.statement_count == 0:
+            return router.primary(ctx, "no_statement")
+        return None
+
+
 class ForcedRoleRule:
     name = "forced_role"
 
@@ -246,6 +259,7 @@ class ReplicaRule:
 DEFAULT_RULES: tuple[RoutingRule, ...] = (
     NexusSettingsRule(),
     InTransactionRule(),
+    NoStatementRule(),
     ForcedRoleRule(),
     NoReplicasRule(),
     WritesRule(),

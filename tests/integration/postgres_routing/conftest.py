@@ -90,3 +90,17 @@ async def psql(port: int, database: str, sql: str, user: str = "postgres", *args
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+def routed_section(cluster: PostgresCluster, database: str = "postgres", **db: Any) -> dict[str, Any]:
+    """A [postgres] section whose database ``database`` is the cluster's primary + standbys, polled every 100 ms."""
+    servers = [{"host": "127.0.0.1", "port": cluster.primary.port, "role": "primary"}]
+    servers += [{"host": "127.0.0.1", "port": s.port, "role": "replica"} for s in cluster.standbys]
+    return {
+        "admin_users": ["postgres"],
+        "pool_mode": "transaction",
+        "replica_check_interval": "100ms",
+        "replica_check_timeout": "1s",
+        "connect_timeout": "1s",
+        "databases": {database: {"servers": servers, **db}},
+    }

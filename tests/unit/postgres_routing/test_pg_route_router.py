@@ -293,3 +293,10 @@ def test_parse_lsn() -> None:
 )
 def test_estimate_lag(sample: ReplicaSample, primary_lsn: int | None, behind_for: float, lag: float) -> None:
     assert estimate_lag(sample, primary_lsn, behind_for) == lag
+
+
+@pytest.mark.parametrize("sql", ["", "  ", ";", "/* nexus:replica */", "-- nothing"])
+def test_no_sql_means_the_primary(sql: str) -> None:
+    # Session mode routes the whole session with "": it may write later, so only the primary will do.
+    decision = make().route(sql, client())
+    assert (decision.role, decision.reason) == ("primary", "no_statement")
