@@ -141,8 +141,9 @@ cdef class _Selector:
                     else:
                         w *= frac if frac > C_SLOW_START_MIN_FRACTION else C_SLOW_START_MIN_FRACTION
                 self._eff[i] = w
-                total += w
-                count += 1
+                if w > 0.0:  # a weight of 0 drains the endpoint: healthy, but never chosen
+                    total += w
+                    count += 1
             else:
                 self._was_healthy[i] = 0
                 self._eff[i] = 0.0

@@ -107,8 +107,9 @@ class _Selector:
                     else:
                         w *= max(SLOW_START_MIN_FRACTION, frac)
                 self._eff[i] = w
-                total += w
-                count += 1
+                if w > 0.0:  # a weight of 0 drains the endpoint: healthy, but never chosen
+                    total += w
+                    count += 1
             else:
                 self._was_healthy[i] = False
                 self._eff[i] = 0.0

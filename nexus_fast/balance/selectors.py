@@ -84,7 +84,8 @@ def create_selector(
 ) -> Selector:
     """A selector over ``n_endpoints`` endpoints.
 
-    ``weights`` (default all 1.0) must be positive and finite; ``slow_start`` is the ramp-up window in seconds after
+    ``weights`` (default all 1.0) must be finite and >= 0; an endpoint of weight 0 is drained (never chosen, as
+    HAProxy's ``weight 0``), and when every healthy endpoint is drained ``select`` returns -1. ``slow_start`` is the ramp-up window in seconds after
     an endpoint recovers (0 disables it); ``seed`` fixes the random stream (``random``, ``p2c_ewma``, slow-start
     coin flips) for reproducible runs; ``ewma_alpha`` in (0, 1] is the weight of the newest latency sample.
     """
@@ -101,8 +102,8 @@ def create_selector(
     if len(weights) != n_endpoints:
         raise ValueError(f"weights has {len(weights)} entries, expected {n_endpoints}")
     clean = [float(w) for w in weights]
-    if not all(0.0 < w < float("inf") for w in clean):
-        raise ValueError("weights must be positive and finite")
+    if not all(0.0 <= w < float("inf") for w in clean):
+        raise ValueError("weights must be finite and >= 0 (0 drains an endpoint)")
     if not slow_start >= 0.0:
         raise ValueError("slow_start must be >= 0 seconds")
     if not 0.0 < ewma_alpha <= 1.0:

@@ -47,8 +47,10 @@ def test_public_factory_validates_and_builds_every_algorithm() -> None:
         public.create_selector("fastest", 2)
     with pytest.raises(ValueError, match="weights"):
         public.create_selector("random", 2, [1.0])
-    with pytest.raises(ValueError, match="positive"):
-        public.create_selector("random", 2, [1.0, 0.0])
+    with pytest.raises(ValueError, match="finite"):
+        public.create_selector("random", 2, [1.0, -1.0])
+    with pytest.raises(ValueError, match="finite"):
+        public.create_selector("random", 2, [1.0, float("nan")])
     with pytest.raises(ValueError, match="n_endpoints"):
         public.create_selector("random", 0)
 
@@ -59,6 +61,14 @@ def test_no_healthy_endpoint_gives_minus_one_and_wrong_length_is_refused(impl, a
     assert sel.select([False, False], key=b"x") == -1
     with pytest.raises(ValueError):
         sel.select([True])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_weight_zero_drains_an_endpoint(impl, algorithm: str) -> None:
+    sel = make(impl, algorithm, [0.0, 1.0, 2.0])
+    picks = {sel.select([True, True, True], key=str(k).encode()) for k in range(200)}
+    assert 0 not in picks and picks <= {1, 2}
+    assert sel.select([True, False, False], key=b"k") == -1
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -162,7 +172,7 @@ def test_slow_start_round_robin_skips_a_ramping_endpoint_often(impl) -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     algorithm=st.sampled_from(ALGORITHMS),
-    weights=st.lists(st.floats(0.1, 10.0), min_size=1, max_size=8),
+    weights=st.lists(st.one_of(st.just(0.0), st.floats(0.1, 10.0)), min_size=1, max_size=8),
     seed=st.integers(0, 2**64 - 1),
     steps=st.lists(
         st.tuples(st.integers(0, 255), st.floats(0.0, 1.0), st.binary(max_size=8), st.booleans()), max_size=40
