@@ -228,8 +228,11 @@ class Worker:
         timeout = self.config.server.shutdown_timeout
         started = time.monotonic()
         log.info("draining", worker=self.worker_id, timeout=timeout)
-        for plane in self.planes.values():
-            plane.stop_accepting()
+        for name, plane in self.planes.items():
+            try:
+                plane.stop_accepting()
+            except Exception:  # a plane that never started may have nothing to close
+                log.exception("stop_accepting_failed", plane=name)
         results = await asyncio.gather(*(p.drain(timeout) for p in self.planes.values()), return_exceptions=True)
         for name, result in zip(self.planes, results, strict=True):
             if isinstance(result, BaseException):

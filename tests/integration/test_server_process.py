@@ -175,19 +175,26 @@ def test_admin_endpoints_answer() -> None:
         assert status == 200 and len(config["digest"]) == 64 and config["config"]["server"]["shutdown_timeout"] == "10s"
 
 
-def test_startup_failure_exits_non_zero_with_the_reason() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_startup_failure_exits_non_zero_with_the_reason(workers: int) -> None:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
         listen = f"127.0.0.1:{busy.getsockname()[1]}"
         # The admin port is held by a socket without SO_REUSEPORT: the bind fails and nothing half-starts.
-        nexus = NexusProcess({"admin": {"listen": listen}}, ready_timeout=15)
+        nexus = NexusProcess({"admin": {"listen": listen}}, workers=workers, ready_timeout=15)
         with pytest.raises(NexusStartError) as info:
             nexus.start()
         nexus.stop()
-        assert nexus.returncode == 3
         assert "startup_failed" in str(info.value)
+        if workers == 1:
+            assert nexus.returncode == 3
+        else:  # the supervisor does not restart a worker that cannot start: it gives up and fails
+            assert nexus.returncode == 1
+            assert "event=giving_up" in str(info.value)
+            assert "event=worker_started worker=0" in str(info.value)
+            assert len(nexus.events("worker_started")) == 2  # no restart loop
     finally:
         busy.close()
 
