@@ -128,7 +128,8 @@ async def test_a_lagging_replica_is_taken_out_and_comes_back(pg_cluster: Postgre
             await asyncio.to_thread(pg_cluster.primary.execute, "INSERT INTO lagged VALUES (1)")
             taken_out = await _until(lambda: _where(conn, "SELECT pg_is_in_recovery()"), ON_PRIMARY, 6.0)
             assert taken_out < 4.0  # the bound (1 s) plus a few polls
-            code, out, _ = await psql(plane.port, "pgbouncer", "SHOW ROUTING", "postgres", "-At", "-F", ",")
+            code, out, err = await psql(plane.port, "pgbouncer", "SHOW ROUTING", "postgres", "-At", "-F", ",")
+            assert code == 0, err
             replica_row = next(line for line in out.splitlines() if ",replica," in line)
             assert ",0," in replica_row and "replica lag" in replica_row
             await asyncio.to_thread(pg_cluster.resume_replay)
