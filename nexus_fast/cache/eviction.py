@@ -66,6 +66,7 @@ class LRUCache:
     def put(self, key: Hashable, value: Any, size: int | None = None, cost: float = 1.0) -> bool:
         nbytes = len(value) if size is None else int(size)
         if nbytes > self.budget_bytes:
+            self.delete(key)  # the old value is stale either way
             return False
         old = self._entries.pop(key, None)
         if old is not None:
@@ -76,6 +77,14 @@ class LRUCache:
             _, (_, freed) = self._entries.popitem(last=False)
             self.used_bytes -= freed
             self.stats.evictions += 1
+        return True
+
+    def delete(self, key: Hashable) -> bool:
+        """Drop ``key`` (an invalidation); False if it was not cached."""
+        old = self._entries.pop(key, None)
+        if old is None:
+            return False
+        self.used_bytes -= old[1]
         return True
 
 
@@ -158,6 +167,7 @@ class ScoredCache:
         """Store ``value`` (``size`` bytes, default ``len(value)``; ``cost`` to fetch it again). False if too big."""
         nbytes = len(value) if size is None else int(size)
         if nbytes > self.budget_bytes:
+            self.delete(key)  # the old value is stale either way
             return False
         t = self._clock() if now is None else now
         slot = self._slots.get(key)
@@ -179,6 +189,15 @@ class ScoredCache:
         self.used_bytes += max(1, nbytes)
         if self.used_bytes > self.budget_bytes:
             self._evict(t, protect=slot)
+        return True
+
+    def delete(self, key: Hashable) -> bool:
+        """Drop ``key`` (an invalidation); False if it was not cached."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return False
+        self._drop(slot)
+        self.stats.evictions -= 1  # an invalidation is not an eviction
         return True
 
     def _evict(self, now: float, protect: int) -> None:

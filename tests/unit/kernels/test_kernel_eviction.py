@@ -105,3 +105,14 @@ def test_scored_cache_beats_lru_on_zipf_and_scans() -> None:
     assert len(rows) == 5  # two Zipf, scans, and the equal-size variants
     for row in rows:
         assert row.scored > row.lru, row
+
+
+@pytest.mark.parametrize("cls", [LRUCache, ScoredCache])
+def test_delete_and_oversized_replacement_drop_the_stale_value(cls) -> None:
+    cache = cls(1000)
+    assert cache.put("a", b"1" * 100) and cache.put("b", b"2" * 100)
+    assert cache.delete("a") is True and cache.delete("a") is False
+    assert cache.get("a") is None and cache.used_bytes == 100
+    assert cache.put("b", b"3" * 5000) is False  # too big to cache: the old value must not be served
+    assert cache.get("b") is None and cache.used_bytes == 0 and len(cache) == 0
+    assert cache.stats.evictions == 0
