@@ -67,6 +67,12 @@ def cmd_config_docs(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_diff(args: argparse.Namespace) -> int:
+    from nexus_fast.config.drift import run_diff
+
+    return run_diff(args.file, args.against, sys.stdout)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from nexus_fast.config.errors import ConfigError
     from nexus_fast.config.load import load_config
@@ -104,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_import = config_sub.add_parser("import", help="print the nexus.toml equivalent of a pgbouncer.ini or nutcracker.yml")
     p_import.add_argument("file")
     p_import.set_defaults(func=cmd_config_import)
+    p_diff = config_sub.add_parser("diff", help="list keys that differ between FILE and the running instance (drift)")
+    p_diff.add_argument("file")
+    p_diff.add_argument("--against", default=None,
+                        help="admin URL of the running instance (default: FILE's admin.listen) or another config file")
+    p_diff.set_defaults(func=cmd_config_diff)
     p_docs = config_sub.add_parser("docs", help="print the config reference (docs/config.md) generated from the schema")
     p_docs.set_defaults(func=cmd_config_docs)
     return parser

@@ -8,7 +8,8 @@ Routes (every answer is JSON except /metrics):
 - ``GET /ready``: 200 once every plane has started and until shutdown begins (a Kubernetes readiness probe).
 - ``GET /metrics``: Prometheus text exposition; with several workers, every worker's samples labelled
   ``worker="<n>"`` (``?scope=worker``: only the worker that answered; see ``worker_metrics.py``).
-- ``GET /config``: effective config with secrets redacted, its sha256 digest and the last reload's result.
+- ``GET /config``: effective config with secrets redacted, its sha256 digest, the last reload's result, and
+  ``file``: whether the file on disk still matches (``drifted``, the drifted ``keys``).
 
 The optional dedicated listeners ``admin.postgres_health_listen`` / ``admin.redis_health_listen`` (the roadmap's
 ports 1100 and 1200) answer every GET with that plane's health, so a TCP/HTTP health checker needs no path.
@@ -23,7 +24,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from nexus_fast.config.load import LoadedConfig, to_dict
+from nexus_fast.config.drift import diff
+from nexus_fast.config.errors import ConfigError
+from nexus_fast.config.load import LoadedConfig, load_config, to_dict
 from nexus_fast.config.section import parse_listen
 from nexus_fast.observe.logging import get_logger
 from nexus_fast.observe.metrics import Metrics
@@ -57,6 +60,17 @@ def _plane_health(state: AdminState, plane: str) -> web.Response:
     return _json(state, body, 200 if healthy else 503)
 
 
+def file_drift(loaded: LoadedConfig) -> dict[str, Any]:
+    """Does the file on disk still say what is running? (Edited but not reloaded, or its reload was rejected.)"""
+    try:
+        on_disk = load_config(loaded.source)
+    except ConfigError as exc:
+        return {"valid": False, "drifted": True, "reason": str(exc)}
+    drifts = diff(loaded.config, on_disk.config)
+    return {"valid": True, "digest": on_disk.digest, "drifted": on_disk.digest != loaded.digest,
+            "keys": [d.key_path for d in drifts]}
+
+
 def build_app(state: AdminState) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         healthy, body = state.health.report()
@@ -86,6 +100,7 @@ def build_app(state: AdminState) -> web.Application:
             "digest": loaded.digest,
             "warnings": loaded.warnings,
             "last_reload": state.last_reload,
+            "file": file_drift(loaded),
             "config": to_dict(loaded.config, redact=True),
         })
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -206,3 +208,26 @@ def test_bad_config_refuses_to_start() -> None:
     nexus.stop()
     assert nexus.returncode == 2
     assert "server.wrokers: unknown key" in str(info.value)
+
+
+def test_drift_between_the_running_config_and_the_file_is_reported() -> None:
+    nexus, _port = echo_nexus()
+    with nexus:
+        def config_diff() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "nexus_fast", "config", "diff", nexus.config_path],
+                                  capture_output=True, text=True, timeout=30)
+
+        assert nexus.get("/config")[1]["file"]["drifted"] is False
+        assert config_diff().returncode == 0
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "health_check_interval": "3s"}})
+        status, body = nexus.get("/config")
+        assert status == 200 and body["file"]["drifted"] is True
+        assert body["file"]["keys"] == ["admin.health_check_interval"]
+        result = config_diff()
+        assert result.returncode == 1, result.stdout
+        assert "admin.health_check_interval: running '1s', file '3s'" in result.stdout
+        nexus.reload()
+        nexus.wait_for_event("reload_applied")
+        assert nexus.get("/config")[1]["file"]["drifted"] is False
+        assert config_diff().returncode == 0
