@@ -323,11 +323,12 @@ class Pool:
         task.add_done_callback(self._tasks.discard)
 
     def _spawn_open(self) -> None:
+        self.connecting += 1  # counted now, not when the task starts, so size() never over-commits
         self._spawn(self._open_and_hand())
 
     async def _open_and_hand(self) -> None:
         try:
-            conn = await self.open_connection()
+            conn = await self.open_connection(counted=True)
         except ServerError as exc:
             # Tell the first waiter why instead of letting it wait for query_wait_timeout.
             while self.waiters:
@@ -366,9 +367,10 @@ class Pool:
         self.stats.sv_tested += 1
         return True
 
-    async def open_connection(self) -> ServerConnection:
+    async def open_connection(self, counted: bool = False) -> ServerConnection:
         """Connect with retries (exponential backoff, full jitter, retry budget); counted in ``connecting``."""
-        self.connecting += 1
+        if not counted:
+            self.connecting += 1
         try:
             attempt = 0
             while True:

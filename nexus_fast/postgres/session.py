@@ -375,11 +375,8 @@ class ClientSession(asyncio.Protocol):
         primary = plane.pool_for(self, entry.server_list().index(entry.primary()))
         params: dict[str, str] | None = primary.server_params
         try:
-            if self.pool_mode == "session":
-                server, pool = await self._acquire_routed("")
-                self._attach(server, pool)
-                params = server.params
-            elif params is None:
+            # Session mode too borrows the server at the first query (as PgBouncer), so logins never queue.
+            if params is None:
                 conn = await primary.acquire()
                 params = dict(conn.params)
                 primary.release(conn)
