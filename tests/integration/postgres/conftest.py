@@ -88,7 +88,7 @@ async def run(*argv: str, timeout: float = 60.0, env: dict[str, str] | None = No
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise
