@@ -117,9 +117,6 @@ class ClientSession(asyncio.Protocol):
         set_keepalive(transport.get_extra_info("socket"), self.config.tcp_keepalive, self.config.tcp_keepidle,
                       self.config.tcp_keepintvl, self.config.tcp_keepcnt)
         self.plane.sessions.add(self)
-        if len(self.plane.sessions) > self.config.max_client_conn:
-            self.fatal("no more connections allowed (max_client_conn)", "53300")
-            return
         if self.config.client_login_timeout:
             self._timer("login", self.config.client_login_timeout, self._login_timeout)
 
@@ -271,6 +268,10 @@ class ClientSession(asyncio.Protocol):
         cfg = self.config
         if cfg.client_tls_sslmode in ("require", "verify-ca", "verify-full") and not self.tls and self.addr != "unix":
             self.fatal("SSL required", "28000")
+            return
+        if len(self.plane.sessions) > cfg.max_client_conn:
+            # Refused after the startup packet (not at accept) so TLS-negotiating clients read the error.
+            self.fatal("no more connections allowed (max_client_conn)", "53300")
             return
         self.user = event.user
         self.database = event.database
