@@ -207,7 +207,8 @@ class PostgresPlane:
             task.cancel()
         if self.server is not None:
             await self.server.wait_closed()
-        await asyncio.sleep(0)
+        # Let closed transports release their handles before the caller may close the loop.
+        await asyncio.sleep(0.01)
 
     async def check_health(self, timeout: float) -> list[BackendHealth]:
         probes = []

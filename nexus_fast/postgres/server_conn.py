@@ -153,7 +153,7 @@ async def open_server(login: ServerLogin) -> ServerConnection:
         transport.set_protocol(conn)
         return conn
     except BaseException:
-        writer.close()
+        writer.transport.abort()  # at once: a half-open login must not outlive its caller's loop
         raise
 
 
