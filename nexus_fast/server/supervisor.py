@@ -9,6 +9,10 @@ it handles and waits for them synchronously (``sigtimedwait``), which avoids asy
   after that plus a grace period are killed; the parent exits 0 if every worker did.
 - SIGHUP: the file is validated here too (so the parent restarts crashed workers with the newest good config),
   and forwarded; each worker reloads and reports on its own ``/config``.
+- SIGUSR2: online restart. The file is validated, a new generation of workers is forked (the worker count may
+  change), and once every new worker reports ready the old ones get SIGTERM and drain; the listeners never close,
+  because old and new workers share them through SO_REUSEPORT. If a new worker fails to become ready within
+  ``READY_TIMEOUT`` the new generation is stopped and the old one keeps serving.
 - SIGCHLD: a worker that died outside shutdown is restarted (at most once a second per slot); a worker that could
   not even start (bad listener, plane refused its config) is not restarted in a loop: the parent gives up and exits.
 """
@@ -16,6 +20,7 @@ it handles and waits for them synchronously (``sigtimedwait``), which avoids asy
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import tempfile
@@ -28,9 +33,10 @@ from nexus_fast.server.worker import EXIT_STARTUP_FAILED, run_worker
 
 log = get_logger("supervisor")
 
-HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD}
 KILL_GRACE = 5.0  # seconds past shutdown_timeout before a worker that ignores SIGTERM is killed
 RESTART_MIN_INTERVAL = 1.0
+READY_TIMEOUT = 30.0  # online restart: how long a new worker may take to report ready
 
 
 def _exit_code(status: int) -> int:
@@ -38,30 +44,41 @@ def _exit_code(status: int) -> int:
 
 
 class Supervisor:
-    def __init__(self, config_path: str, loaded: LoadedConfig, workers: int) -> None:
+    def __init__(self, config_path: str, loaded: LoadedConfig, workers: int, workers_override: bool = False) -> None:
         self.config_path = config_path
         self.loaded = loaded
         self.workers = workers
+        self.workers_override = workers_override  # --workers given: it wins over server.workers on restart too
         self.children: dict[int, int] = {}  # pid -> worker slot
+        self.retiring: dict[int, float] = {}  # pid -> kill deadline: old generation draining after an online restart
         self.started_at: dict[int, float] = {}  # slot -> last start time
         self.stopping = False
         self.failed = False
         # Workers publish their metrics here so any of them can answer /metrics for all (worker_metrics.py).
         self.metrics_dir = tempfile.mkdtemp(prefix="nexus-metrics-")
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int) -> int:
+        """Fork a worker for ``slot``; returns the read end of a pipe the worker writes one byte to when ready."""
+        ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
-                code = run_worker(self.config_path, self.loaded, slot, supervised=True, metrics_dir=self.metrics_dir)
+                os.close(ready_read)
+                code = run_worker(self.config_path, self.loaded, slot, supervised=True, metrics_dir=self.metrics_dir,
+                                  ready_fd=ready_write)
             except BaseException:
                 log.exception("worker_crashed", worker=slot)
             finally:
                 os._exit(code)
+        os.close(ready_write)
         self.children[pid] = slot
         self.started_at[slot] = time.monotonic()
         log.info("worker_started", worker=slot, worker_pid=pid)
+        return ready_read
+
+    def _spawn_unwatched(self, slot: int) -> None:
+        os.close(self._spawn(slot))
 
     def _forward(self, sig: int) -> None:
         for pid in list(self.children):
@@ -83,6 +100,9 @@ class Supervisor:
             if slot is None:
                 continue
             code = _exit_code(status)
+            if self.retiring.pop(pid, None) is not None:
+                log.info("worker_retired", worker=slot, worker_pid=pid, code=code)
+                continue
             if self.stopping:
                 log.info("worker_exited", worker=slot, worker_pid=pid, code=code)
                 if code != 0:
@@ -97,7 +117,7 @@ class Supervisor:
             wait = RESTART_MIN_INTERVAL - (time.monotonic() - self.started_at.get(slot, 0.0))
             if wait > 0:
                 time.sleep(wait)  # a worker crashing in a loop must not spin the CPU
-            self._spawn(slot)
+            self._spawn_unwatched(slot)
 
     def _begin_stop(self) -> None:
         if not self.stopping:
@@ -113,10 +133,69 @@ class Supervisor:
                       problems="; ".join(str(p) for p in exc.problems))
         self._forward(signal.SIGHUP)  # each worker validates again and reports on its /config
 
+    def _online_restart(self) -> None:
+        """A new generation of workers takes over from the old one without closing the listeners."""
+        try:
+            loaded = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("restart_rejected", reason=str(exc).splitlines()[0],
+                      problems="; ".join(str(p) for p in exc.problems))
+            return
+        previous, self.loaded = self.loaded, loaded
+        old = [pid for pid in self.children if pid not in self.retiring]
+        count = self.workers if self.workers_override else loaded.config.server.worker_count()
+        log.info("restart_started", old_workers=len(old), new_workers=count, digest=loaded.digest[:12])
+        pending = {self._spawn(slot): slot for slot in range(count)}
+        new = [pid for pid in self.children if pid not in old and pid not in self.retiring]
+        deadline = time.monotonic() + READY_TIMEOUT
+        failed = ""
+        while pending and not failed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failed = f"new workers not ready after {READY_TIMEOUT}s"
+                break
+            readable, _, _ = select.select(list(pending), [], [], remaining)
+            for fd in readable:
+                byte = os.read(fd, 1)
+                os.close(fd)
+                slot = pending.pop(fd)
+                if byte != b"R":  # EOF: the new worker died before it was ready
+                    failed = f"new worker {slot} exited before it was ready"
+        for fd in pending:
+            os.close(fd)
+        if failed:
+            log.error("restart_failed", reason=failed, kept_workers=len(old))
+            self.loaded = previous
+            self._retire(new)
+            return
+        self._retire(old)
+        self.workers = count
+        log.info("restart_done", workers=count, retiring=len(old))
+
+    def _retire(self, pids: list[int]) -> None:
+        deadline = time.monotonic() + self.loaded.config.server.shutdown_timeout + KILL_GRACE
+        for pid in pids:
+            self.retiring[pid] = deadline
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _kill_overdue_retirees(self) -> None:
+        now = time.monotonic()
+        for pid, deadline in list(self.retiring.items()):
+            if now > deadline:
+                log.error("killing_worker", worker_pid=pid, reason="drain after restart exceeded shutdown_timeout")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.retiring[pid] = now + KILL_GRACE
+
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         for slot in range(self.workers):
-            self._spawn(slot)
+            self._spawn_unwatched(slot)
         log.info("supervising", workers=self.workers)
         deadline: float | None = None
         while self.children:
@@ -127,7 +206,10 @@ class Supervisor:
                     self._begin_stop()
                 elif info.si_signo == signal.SIGHUP and not self.stopping:
                     self._reload()
+                elif info.si_signo == signal.SIGUSR2 and not self.stopping:
+                    self._online_restart()
             self._reap()
+            self._kill_overdue_retirees()
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + self.loaded.config.server.shutdown_timeout + KILL_GRACE
             if deadline is not None and time.monotonic() > deadline and self.children:
@@ -153,4 +235,4 @@ def serve(config_path: str, workers: int | None = None) -> int:
     log.info("starting", source=config_path, format=loaded.file_format, workers=count, digest=loaded.digest[:12])
     if count <= 1:
         return run_worker(config_path, loaded, 0)
-    return Supervisor(config_path, loaded, count).run()
+    return Supervisor(config_path, loaded, count, workers_override=workers is not None).run()

@@ -89,8 +89,9 @@ class Worker:
     """The planes, health monitor and admin server of one process; implements ``AdminState``."""
 
     def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
-                 metrics_dir: str | None = None) -> None:
+                 metrics_dir: str | None = None, ready_fd: int | None = None) -> None:
         self.config_path = config_path
+        self.ready_fd = ready_fd  # the supervisor waits on this pipe for one byte once we serve
         self.metrics_dir = metrics_dir  # where sibling workers share their metrics (server/worker_metrics.py)
         self._publisher: asyncio.Task[None] | None = None
         self.supervised = supervised  # forked by a Supervisor: process-wide actions go through it
@@ -136,6 +137,13 @@ class Worker:
                 worker_metrics.publish_forever(self.metrics_dir, self.worker_id, self.metrics))
         await self.admin.start()
         self.ready = True
+        if self.ready_fd is not None:
+            try:
+                os.write(self.ready_fd, b"R")
+            except OSError:
+                pass  # nobody waits for this worker's readiness (not an online restart)
+            os.close(self.ready_fd)
+            self.ready_fd = None
         log.info("worker_ready", worker=self.worker_id, planes=",".join(self.planes) or "none",
                  digest=self.loaded.digest[:12])
 
@@ -261,6 +269,9 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if not self.supervised:  # SIGUSR2 (online restart) is the supervisor's; never let it kill a lone worker
+            loop.add_signal_handler(signal.SIGUSR2, lambda: log.warning(
+                "restart_unsupported", reason="online restart (SIGUSR2) needs server.workers >= 2"))
         # A forked worker inherits the supervisor's blocked mask; unblock only now that the handlers exist, so a
         # signal that arrived in between is handled, not fatal by its default action.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
@@ -276,7 +287,7 @@ class Worker:
 
 
 def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
-               metrics_dir: str | None = None) -> int:
+               metrics_dir: str | None = None, ready_fd: int | None = None) -> int:
     """Run one worker to completion on a fresh uvloop loop; returns the process exit code."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Worker(config_path, loaded, worker_id, supervised, metrics_dir).run())
+        return runner.run(Worker(config_path, loaded, worker_id, supervised, metrics_dir, ready_fd).run())

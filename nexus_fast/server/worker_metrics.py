@@ -4,7 +4,8 @@ With ``server.workers = N`` the admin port is shared (SO_REUSEPORT), so a scrape
 its own, its registry would show a different fraction of the traffic on every scrape. prometheus_client's
 multiprocess mode solves this for plain counters/gauges/histograms but not for custom collectors (the planes
 register some) and needs an environment variable set before any import. Instead, every worker writes its own
-exposition text every ``PUBLISH_INTERVAL`` to ``<dir>/worker-<n>.prom`` (atomic rename); ``/metrics`` answers
+exposition text every ``PUBLISH_INTERVAL`` to ``<dir>/worker-<n>-<pid>.prom`` (atomic rename; during an online
+restart two generations share a slot, and the newest file of each slot counts); ``/metrics`` answers
 with the answering worker's live registry plus the other workers' latest files, every sample labelled
 ``worker="<n>"`` so Prometheus can ``sum by`` or look at one worker. ``/metrics?scope=worker`` gives only the
 answering worker, unlabelled. Files older than ``STALE_AFTER`` (a worker that died and was not replaced yet) are
@@ -29,7 +30,7 @@ STALE_AFTER = 10.0
 
 
 def _path(directory: str, worker_id: int) -> str:
-    return os.path.join(directory, f"worker-{worker_id}.prom")
+    return os.path.join(directory, f"worker-{worker_id}-{os.getpid()}.prom")
 
 
 def publish(directory: str, worker_id: int, metrics: Metrics) -> None:
@@ -42,24 +43,30 @@ def publish(directory: str, worker_id: int, metrics: Metrics) -> None:
 
 
 def sibling_expositions(directory: str, worker_id: int) -> Iterator[tuple[str, str]]:
-    """(worker id, exposition text) of every other worker that published recently."""
+    """(worker id, exposition text) of every other worker slot that published recently (newest file per slot)."""
     now = time.time()
     try:
         names = os.listdir(directory)
     except OSError:
         return
-    for name in sorted(names):
+    newest: dict[str, tuple[float, str]] = {}
+    for name in names:
         if not (name.startswith("worker-") and name.endswith(".prom")):
             continue
-        other = name[len("worker-"):-len(".prom")]
-        if other == str(worker_id):
+        slot = name[len("worker-"):-len(".prom")].split("-")[0]
+        if slot == str(worker_id):
             continue
         path = os.path.join(directory, name)
         try:
-            if now - os.stat(path).st_mtime > STALE_AFTER:
-                continue
-            with open(path, encoding="utf-8") as handle:
-                yield other, handle.read()
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            continue
+        if now - mtime <= STALE_AFTER and mtime > newest.get(slot, (0.0, ""))[0]:
+            newest[slot] = (mtime, path)
+    for slot in sorted(newest, key=lambda s: (len(s), s)):
+        try:
+            with open(newest[slot][1], encoding="utf-8") as handle:
+                yield slot, handle.read()
         except OSError:
             continue
 

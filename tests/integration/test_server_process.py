@@ -231,3 +231,61 @@ def test_drift_between_the_running_config_and_the_file_is_reported() -> None:
         nexus.wait_for_event("reload_applied")
         assert nexus.get("/config")[1]["file"]["drifted"] is False
         assert config_diff().returncode == 0
+
+
+def test_online_restart_replaces_every_worker_without_refusing_a_connection() -> None:
+    nexus, port = echo_nexus(workers=2)
+    with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
+        old = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
+        # A request in flight on an old worker must finish after the new generation took over.
+        held: list[str] = []
+        sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        sock.sendall(b"HOLD 2\n")
+        holder = threading.Thread(target=lambda: held.append(sock.makefile("rb").readline().decode().strip()))
+        holder.start()
+        # Meanwhile a client keeps connecting; none may be refused while generations change.
+        stop = threading.Event()
+        failures: list[str] = []
+        served_by: set[int] = set()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    served_by.add(int(ask(port, "PID", timeout=5)))
+                except (OSError, ValueError) as exc:
+                    failures.append(repr(exc))
+                time.sleep(0.01)
+
+        client = threading.Thread(target=hammer)
+        client.start()
+        time.sleep(0.3)
+        nexus.signal(12)  # SIGUSR2
+        nexus.wait_for_event("restart_done", timeout=20)
+        nexus.wait_for_event("worker_retired", count=2, timeout=20)
+        time.sleep(0.3)
+        stop.set()
+        client.join(10)
+        holder.join(10)
+        sock.close()
+        new = {int(e["worker_pid"]) for e in nexus.events("worker_started")} - old
+        assert len(new) == 2, nexus.logs
+        assert held == ["done"], nexus.logs
+        assert failures == [], failures[:5]
+        assert {int(ask(port, "PID")) for _ in range(20)} <= new
+        assert served_by & old and served_by & new
+        assert nexus.get("/health")[1]["pid"] in new
+        assert nexus.stop() == 0, nexus.logs
+
+
+def test_online_restart_with_a_broken_file_keeps_the_old_workers() -> None:
+    nexus, port = echo_nexus(workers=2)
+    with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
+        old = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
+        nexus.write_config("[server]\nworkers = 0\n")
+        nexus.signal(12)
+        nexus.wait_for_event("restart_rejected")
+        time.sleep(0.3)
+        assert {int(e["worker_pid"]) for e in nexus.events("worker_started")} == old
+        assert {int(ask(port, "PID")) for _ in range(10)} <= old
