@@ -299,6 +299,15 @@ class Router:
             if self.replicas else None
         )
         self.monitor: ReplicaMonitor | None = None
+        self._default_rules = list(DEFAULT_RULES)
+        self._split = bool(self.replicas) and entry.read_write_split
+        self._ryw = entry.read_your_writes
+        self._fast_decisions: dict[tuple[int, str], RoutingDecision] = {}
+        self._decision_children: dict[tuple[str, str], Any] = {}
+        self._healthy: list[bool] = []
+        self._any_healthy = False
+        self._healthy_until = 0.0
+        self._healthy_dirty = True
         self._decisions = self._lag_gauge = self._available_gauge = None
         if metrics is not None:
             self._decisions = metrics.counter(
@@ -313,14 +322,46 @@ class Router:
 
     # -- the seam ----------------------------------------------------------------------------------------------
     def route(self, sql: str, client_state: ClientRouteState) -> RoutingDecision:
-        ctx = RouteContext(sql, self.classifier.classify(sql), client_state, self.clock())
+        cls = self.classifier.classify(sql)
+        now = self.clock()
+        # Fast path for the common case, a plain read with the default rules (same outcome as ReplicaRule):
+        # decisions are immutable, so one per (replica, statement) is reused instead of built per call.
+        if (
+            cls.read_only and cls.statement_count and not cls.hints and not cls.nexus_settings
+            and not client_state.in_transaction
+            and client_state.role_override == "auto" and self._split and self.rules == self._default_rules
+            and not (self._ryw and client_state.last_write_at and now - client_state.last_write_at < self._ryw)
+        ):
+            slot = self.pick_replica(client_state, now)
+            if slot >= 0:
+                self.replicas[slot].routed += 1
+                key = (slot, sql)
+                decision = self._fast_decisions.get(key)
+                if decision is None:
+                    if len(self._fast_decisions) > 4096:
+                        self._fast_decisions.clear()
+                    decision = RoutingDecision("replica", self.replicas[slot].server_index, reason="replica",
+                                               classification=cls, replica_slot=slot)
+                    self._fast_decisions[key] = decision
+                self._count(decision)
+                return decision
+        ctx = RouteContext(sql, cls, client_state, now)
         for rule in self.rules:
             decision = rule(self, ctx)
             if decision is not None:
-                if self._decisions is not None:
-                    self._decisions.labels(self.database, decision.role, decision.reason.split(":", 1)[0]).inc()
+                self._count(decision)
                 return decision
         return self.primary(ctx, "default")
+
+    def _count(self, decision: RoutingDecision) -> None:
+        if self._decisions is None:
+            return
+        key = (decision.role, decision.reason)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decisions.labels(self.database, decision.role, decision.reason.split(":", 1)[0])
+            self._decision_children[key] = child
+        child.inc()
 
     # -- decisions (used by rules) -------------------------------------------------------------------------------
     def primary(self, ctx: RouteContext, reason: str, local_reply: tuple[str, ...] | None = None) -> RoutingDecision:
@@ -343,14 +384,24 @@ class Router:
     def pick_replica(self, client: ClientRouteState, now: float) -> int:
         if self.selector is None:
             return -1
-        healthy = [r.available(now) for r in self.replicas]
-        if not any(healthy):
+        if self._healthy_dirty or now >= self._healthy_until:
+            self._refresh_healthy(now)
+        healthy = self._healthy
+        if not self._any_healthy:
             return -1
         key = client.client_addr.encode() if client.client_addr else None
         slot = int(self.selector.select(healthy, key))
         if slot >= 0:
             self.selector.on_start(slot)
         return slot
+
+    def _refresh_healthy(self, now: float) -> None:
+        # Availability changes only on monitor/session events (which set _healthy_dirty) and when a ban expires.
+        self._healthy = [r.available(now) for r in self.replicas]
+        self._any_healthy = any(self._healthy)
+        pending = [r.banned_until for r in self.replicas if r.banned_until > now]
+        self._healthy_until = min(pending) if pending else float("inf")
+        self._healthy_dirty = False
 
     def note_write_if(self, ctx: RouteContext, cls: Classification) -> None:
         if cls.writes or cls.begins_transaction:
@@ -420,6 +471,7 @@ class Router:
         self._export(replica)
 
     def _export(self, replica: ReplicaState) -> None:
+        self._healthy_dirty = True
         if self._lag_gauge is not None and replica.lag_s is not None:
             self._lag_gauge.labels(self.database, replica.address).set(replica.lag_s)
         if self._available_gauge is not None:

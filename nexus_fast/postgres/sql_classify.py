@@ -320,8 +320,9 @@ class SqlClassifier:
             functions.extend(facts.functions)
             tables.extend(facts.tables)
         only_nexus = bool(nexus) and non_nexus == 0
-        if only_nexus:
-            read_only, reason = False, "nexus setting"
+        if nexus:
+            # Answered by the proxy, never by a server: not something a replica (or anyone) can run as is.
+            read_only, reason = False, "nexus setting" if only_nexus else "nexus setting mixed with SQL"
         return Classification(
             read_only=read_only,
             reason=reason,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexus_fast.config.schema import NexusConfig
 from nexus_fast.observe.metrics import Metrics
@@ -300,3 +302,42 @@ def test_no_sql_means_the_primary(sql: str) -> None:
     # Session mode routes the whole session with "": it may write later, so only the primary will do.
     decision = make().route(sql, client())
     assert (decision.role, decision.reason) == ("primary", "no_statement")
+
+
+def test_mixed_nexus_setting_is_not_read_only() -> None:
+    from nexus_fast.postgres.sql_classify import classify
+
+    result = classify("SET nexus.role = 'replica'; SELECT 1")
+    assert not result.read_only and result.reason == "nexus setting mixed with SQL"
+
+
+_SQLS = ["SELECT 1", "SELECT * FROM t", "INSERT INTO t VALUES (1)", "BEGIN", "COMMIT", "SELECT nextval('s')",
+         "/* nexus:replica */ SELECT f()", "/* nexus:primary */ SELECT 1", "SET nexus.role = 'primary'",
+         "SET nexus.role = 'auto'", "SET nexus.role = 'replica'", "SELECT 1 FOR UPDATE", ""]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_SQLS), st.booleans(), st.sampled_from([0.0, 0.4, 3.0]),
+                          st.sampled_from(["none", "ban1", "lag2", "ok"])), min_size=1, max_size=25))
+def test_fast_path_decides_as_the_rule_chain(steps: list[tuple[str, bool, float, str]]) -> None:
+    from nexus_fast.postgres.router import DEFAULT_RULES
+
+    clocks = [Clock(), Clock()]
+    fast = make(replicas=2, clock=clocks[0], read_your_writes="1s", ban_time="1s")
+    slow = make(replicas=2, clock=clocks[1], read_your_writes="1s", ban_time="1s",)
+    slow.rules = [type(rule)() for rule in DEFAULT_RULES]  # equal behaviour, but not the default list: no fast path
+    states = [client(), client()]
+    for sql, in_tx, advance, event in steps:
+        for router, clock, state in zip((fast, slow), clocks, states, strict=True):
+            clock.now += advance
+            state.in_transaction = in_tx
+            if event == "ban1":
+                router.on_server_error(1, "down")
+            elif event == "lag2":
+                router.replica_observed(2, 30.0, True)
+            elif event == "ok":
+                router.replica_observed(2, 0.0, True)
+        a, b = fast.route(sql, states[0]), slow.route(sql, states[1])
+        assert (a.role, a.server_index, a.reason, a.local_reply, a.error) == (
+            b.role, b.server_index, b.reason, b.local_reply, b.error), sql
+        assert states[0].role_override == states[1].role_override
