@@ -14,6 +14,8 @@ from a chain of rules, each able to settle it or pass; the first that settles wi
    sends everything to the primary. ``replica`` lifts the "might write" rules (unknown functions) and the
    read-your-writes window, but a statement that certainly writes (DML, DDL, transaction control, locks, SET ...)
    still goes to the primary, since a hot standby would refuse it. ``auto`` is the default behaviour.
+   ``session_mode``: in session pooling the first statement picks the server for the whole session, which may
+   write later, so a session goes to the primary unless a hint or ``SET nexus.role`` said otherwise.
 4. ``no_replicas``: no replica configured or ``read_write_split = false``: the primary.
 5. ``writes``: anything the classifier cannot prove read-only (``sql_classify``) goes to the primary; a write
    starts the client's read-your-writes window.
@@ -218,6 +220,17 @@ class ForcedRoleRule:
         return None
 
 
+class SessionModeRule:
+    name = "session_mode"
+
+    def __call__(self, router: Router, ctx: RouteContext) -> RoutingDecision | None:
+        # In session mode the first statement picks the server for the whole session, which may write later:
+        # only a hint or SET nexus.role (handled before) may send a session to a replica.
+        if ctx.client.pool_mode == "session":
+            return router.primary(ctx, "session_mode")
+        return None
+
+
 class NoReplicasRule:
     name = "no_replicas"
 
@@ -261,6 +274,7 @@ DEFAULT_RULES: tuple[RoutingRule, ...] = (
     InTransactionRule(),
     NoStatementRule(),
     ForcedRoleRule(),
+    SessionModeRule(),
     NoReplicasRule(),
     WritesRule(),
     ReadYourWritesRule(),
@@ -328,7 +342,7 @@ class Router:
         # decisions are immutable, so one per (replica, statement) is reused instead of built per call.
         if (
             cls.read_only and cls.statement_count and not cls.hints and not cls.nexus_settings
-            and not client_state.in_transaction
+            and not client_state.in_transaction and client_state.pool_mode != "session"
             and client_state.role_override == "auto" and self._split and self.rules == self._default_rules
             and not (self._ryw and client_state.last_write_at and now - client_state.last_write_at < self._ryw)
         ):

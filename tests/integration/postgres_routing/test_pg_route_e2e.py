@@ -148,3 +148,19 @@ async def _until(probe: Any, expected: bool, timeout: float) -> float:
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not {expected} after {timeout}s")
         await asyncio.sleep(0.05)
+
+
+async def test_session_mode_keeps_sessions_on_the_primary(pg_cluster: PostgresCluster) -> None:
+    async with running_plane({**routed_section(pg_cluster), "pool_mode": "session"}) as plane:
+        conn = await _connect(plane.port)
+        try:
+            assert await _where(conn, "SELECT pg_is_in_recovery()") is ON_PRIMARY
+            await conn.execute("CREATE TEMP TABLE scratch (x int)")  # the session may write later: it can
+        finally:
+            await conn.close()
+        hinted = await _connect(plane.port)
+        try:
+            assert await _where(hinted, "/* nexus:replica */ SELECT pg_is_in_recovery()") is ON_REPLICA
+            assert await _where(hinted, "SELECT pg_is_in_recovery()") is ON_REPLICA  # the whole session
+        finally:
+            await hinted.close()

@@ -341,3 +341,13 @@ def test_fast_path_decides_as_the_rule_chain(steps: list[tuple[str, bool, float,
         assert (a.role, a.server_index, a.reason, a.local_reply, a.error) == (
             b.role, b.server_index, b.reason, b.local_reply, b.error), sql
         assert states[0].role_override == states[1].role_override
+
+
+def test_session_mode_sessions_go_to_the_primary_unless_asked() -> None:
+    router = make()
+    state = client(pool_mode="session")
+    assert router.route("SELECT 1", state).reason == "session_mode"
+    assert router.route("/* nexus:replica */ SELECT 1", state).role == "replica"
+    router.route("SET nexus.role = replica", state)
+    assert router.route("SELECT 1", state).role == "replica"
+    assert router.route("SELECT 1", client(pool_mode="statement")).role == "replica"
