@@ -8,7 +8,7 @@ formats records and gives components a small ``log.info("event", key=value)`` su
     from nexus_fast.observe.logging import get_logger
     log = get_logger("server")
     log.info("listening", plane="postgres", address="127.0.0.1:6432")
-    # ts=2026-11-27T04:00:00.123Z level=info logger=nexus.server pid=4242 event=listening plane=postgres ...
+    # ts=2026-11-27T04:00:00.123Z level=info logger=nexus_fast.server pid=4242 event=listening plane=postgres ...
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Literal
 LogFormat = Literal["logfmt", "json"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-ROOT_LOGGER = "nexus"
+ROOT_LOGGER = "nexus_fast"  # the package name: planes using logging.getLogger(__name__) share the level
 
 
 def _timestamp(created: float) -> str:
@@ -89,7 +89,7 @@ class EventLogger:
 
 
 def get_logger(component: str) -> EventLogger:
-    """The structured logger of a component (``nexus.<component>``)."""
+    """The structured logger of a component (``nexus_fast.<component>``)."""
     return EventLogger(logging.getLogger(f"{ROOT_LOGGER}.{component}"))
 
 

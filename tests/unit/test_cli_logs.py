@@ -31,7 +31,7 @@ def test_logfmt_lines_carry_event_and_fields_and_parse_back(stream) -> None:
     assert len(lines) == 1
     fields = parse_logfmt(lines[0])
     assert fields["event"] == "reload_rejected" and fields["level"] == "info"
-    assert fields["logger"] == "nexus.test" and fields["pid"].isdigit()
+    assert fields["logger"] == "nexus_fast.test" and fields["pid"].isdigit()
     assert fields["reason"] == 'bad "value" = 5\nsecond line'
     assert fields["problems"] == "2" and fields["ok"] == "false"
     assert fields["ts"].endswith("Z")
