@@ -9,6 +9,7 @@
         nexus.admin_url                                  # "http://127.0.0.1:PORT"
         nexus.get("/health")                             # (status, parsed JSON or text)
         nexus.reload()                                   # SIGHUP (after nexus.write_config({...}) for a new file)
+        nexus.post("/reload")                            # the same over HTTP: (status, outcome)
     # stopped here: SIGTERM, then SIGKILL after stop_timeout; nexus.returncode, nexus.logs for messages
 
 ``config`` is a dict (written as TOML to a temporary nexus.toml) or the path of an existing file (any format; then
@@ -226,8 +227,16 @@ class NexusProcess:
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
         """GET on the admin listener: (status, JSON body or text); status 0 when it cannot connect."""
+        return self.request("GET", path, timeout)
+
+    def post(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
+        """POST (empty body) on the admin listener, e.g. ``post("/reload")``."""
+        return self.request("POST", path, timeout)
+
+    def request(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+        request = urllib.request.Request(self.admin_url + path, method=method, data=b"" if method == "POST" else None)
         try:
-            with urllib.request.urlopen(self.admin_url + path, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, body = exc.code, exc.read()

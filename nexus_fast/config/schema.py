@@ -52,6 +52,7 @@ class AdminSection(Section):
     redis_health_listen: str | None = Field(None, description="Optional dedicated Redis health port (the roadmap's 1200).")
     health_check_interval: Duration = Field(2.0, description="How often backends are probed for /health.")
     health_check_timeout: Duration = Field(1.0, description="A probe slower than this counts as failed.")
+    http_reload: bool = Field(True, description="Accept POST /reload on the admin listener (the same reload as SIGHUP).")
 
     @field_validator("listen", "postgres_health_listen", "redis_health_listen")
     @classmethod

@@ -8,6 +8,9 @@ Routes (every answer is JSON except /metrics):
 - ``GET /ready``: 200 once every plane has started and until shutdown begins (a Kubernetes readiness probe).
 - ``GET /metrics``: Prometheus text exposition; with several workers, every worker's samples labelled
   ``worker="<n>"`` (``?scope=worker``: only the worker that answered; see ``worker_metrics.py``).
+- ``POST /reload``: the SIGHUP reload over HTTP (``admin.http_reload``): 200 with the outcome when this process
+  is the only worker (422 when the new file was refused, old config kept), 202 when a supervisor reloads every
+  worker (each worker's outcome then shows on its ``/config``).
 - ``GET /config``: effective config with secrets redacted, its sha256 digest, the last reload's result, and
   ``file``: whether the file on disk still matches (``drifted``, the drifted ``keys``).
 
@@ -46,6 +49,10 @@ class AdminState(Protocol):
     health: HealthMonitor
     loaded: LoadedConfig
     last_reload: dict[str, Any]
+
+    async def reload_from_http(self) -> tuple[int, dict[str, Any]]:
+        """POST /reload: (HTTP status, body)."""
+        ...
 
 
 def _json(state: AdminState, body: dict[str, Any], status: int = 200) -> web.Response:
@@ -104,7 +111,14 @@ def build_app(state: AdminState) -> web.Application:
             "config": to_dict(loaded.config, redact=True),
         })
 
+    async def reload(_request: web.Request) -> web.Response:
+        if not state.loaded.config.admin.http_reload:
+            return _json(state, {"status": "refused", "reason": "admin.http_reload is off"}, 403)
+        status, body = await state.reload_from_http()
+        return _json(state, body, status)
+
     app = web.Application()
+    app.router.add_post("/reload", reload)
     app.router.add_get("/health", health)
     app.router.add_get("/health/{plane}", plane_health)
     app.router.add_get("/ready", ready)

@@ -164,6 +164,14 @@ class Worker:
         else:
             await self.reload()
 
+    async def reload_from_http(self) -> tuple[int, dict[str, Any]]:
+        """POST /reload: reload here and answer the outcome, or hand it to the supervisor for every worker."""
+        if self.supervised:
+            os.kill(os.getppid(), signal.SIGHUP)
+            return 202, {"status": "requested", "scope": "every worker", "hint": "see last_reload on /config"}
+        result = await self.reload()
+        return (200 if result["status"] == "applied" else 422), result
+
     async def admin_shutdown(self) -> None:
         """SHUTDOWN from a plane's admin console: the whole process drains and exits."""
         if self.supervised:

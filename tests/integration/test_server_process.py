@@ -289,3 +289,29 @@ def test_online_restart_with_a_broken_file_keeps_the_old_workers() -> None:
         time.sleep(0.3)
         assert {int(e["worker_pid"]) for e in nexus.events("worker_started")} == old
         assert {int(ask(port, "PID")) for _ in range(10)} <= old
+
+
+def test_post_reload_answers_the_outcome_and_reaches_every_worker() -> None:
+    nexus, port = echo_nexus()
+    with nexus:
+        nexus.write_config("[admin]\nhealth_check_interval = \"soon\"\n")
+        status, body = nexus.post("/reload")
+        assert status == 422 and body["status"] == "rejected"
+        assert "admin.health_check_interval" in body["reason"]
+        assert ask(port, "INTERVAL") == "1s"
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "health_check_interval": "4s"}})
+        status, body = nexus.post("/reload")
+        assert status == 200 and body["status"] == "applied"
+        assert ask(port, "INTERVAL") == "4s"
+        assert nexus.get("/reload")[0] == 405  # a reload is never a GET (no prefetch or crawler triggers it)
+
+    nexus, port = echo_nexus(workers=2)
+    with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "health_check_interval": "5s"}})
+        status, body = nexus.post("/reload")
+        assert status == 202 and body["scope"] == "every worker"
+        assert len(nexus.wait_for_event("reload_applied", count=2)) == 2
+        assert {ask(port, "INTERVAL") for _ in range(10)} == {"5s"}
