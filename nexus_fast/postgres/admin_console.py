@@ -459,6 +459,8 @@ class AdminConsole:
                 else:
                     available = int(replica.available(now))
                     lag, reason, routed = replica.lag_s, replica.out_reason(now, entry.max_replica_lag), replica.routed
+                    if not reason and not replica.in_recovery:
+                        reason = "not in recovery (promoted?)"
                 rows.append([name, index, server.host, server.port, server.role, available, lag, reason, routed,
                              entry.load_balancing])
         return encode_result(ROUTING_COLUMNS, rows)
