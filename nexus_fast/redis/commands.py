@@ -78,6 +78,14 @@ class CommandSpec:
     def arity_ok(self, argc: int) -> bool:
         return argc == self.arity if self.arity > 0 else argc >= -self.arity
 
+    @property
+    def max_args(self) -> int:
+        return self.arity if self.arity > 0 else 1 << 30
+
+    @property
+    def min_args(self) -> int:
+        return abs(self.arity)
+
 
 def _classify(name: str, arity: int, flags: tuple[str, ...], first: int, last: int, step: int) -> CommandSpec:
     write = "write" in flags
@@ -124,6 +132,11 @@ def _build() -> tuple[dict[bytes, CommandSpec], set[str]]:
 
 
 TABLE, CONTAINERS = _build()
+# The forwarding fast path: exact command-name bytes of single-key commands -> (key index, min args, max args),
+# so the session checks arity and finds the key with one dict lookup and two comparisons.
+SINGLE_KEY: dict[bytes, tuple[int, int, int]] = {
+    name: (spec.first, spec.min_args, spec.max_args) for name, spec in TABLE.items()
+    if spec.kind == Kind.SINGLE and not spec.container and spec.first > 0}
 
 
 def lookup(args: list[bytes]) -> CommandSpec | None:

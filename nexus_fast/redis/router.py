@@ -183,6 +183,11 @@ class Router:
         self.codec = Codec(config.compression_threshold) if config.compression else None
         self.nodes: list[Node] = []
         self.crossslot = CROSSSLOT_RING
+        # The session's fast path for plain single-key commands (no compression, no replicas, no replica reads):
+        # ``fast_nodes[fast_lookup(key)]`` is the key's node (a negative index or a None entry: take the slow path).
+        # None when every command must go through ``single``.
+        self.fast_lookup: Any = None
+        self.fast_nodes: list[Node | None] = []
 
     # hooks
     def locate(self, key: bytes) -> tuple[Any, Node | None]:
@@ -348,6 +353,9 @@ class RingRouter(Router):
                                    live=live, distribution=self.config.distribution)
         else:
             self.ring = self.full_ring
+        if self.replication == 1 and self.codec is None:
+            self.fast_lookup = self.ring.lookup
+            self.fast_nodes = list(self.nodes)
 
     def locate(self, key: bytes) -> tuple[Any, Node | None]:
         index = self.ring.lookup(key)
@@ -430,6 +438,9 @@ class ClusterRouter(Router):
         self._refreshing: asyncio.Task | None = None
         self.last_refresh = 0.0
         self.refreshes = 0
+        if self.codec is None and not config.read_from_replicas:
+            self.fast_lookup = key_slot
+            self.fast_nodes = self.slots
 
     def node_at(self, host: str, port: int, replica: bool = False) -> Node:
         address = f"{host}:{port}"
@@ -511,6 +522,8 @@ class ClusterRouter(Router):
                 replicas[slot] = reps
         self.slots = slots
         self.replica_slots = replicas
+        if self.fast_lookup is not None:
+            self.fast_nodes = slots
 
     async def _query(self, host: str, port: int, args: list[bytes]) -> Any:
         reader, writer = await asyncio.open_connection(host, port)

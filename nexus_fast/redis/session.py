@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from nexus_fast.redis import protocol
-from nexus_fast.redis.commands import TABLE, Kind, is_blocking_call, lookup
+from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind, is_blocking_call, lookup
 from nexus_fast.redis.connection import Pending
 from nexus_fast.redis.protocol import RequestParser, encode_error
 
@@ -63,24 +63,52 @@ class ClientSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.pool.bytes_in += len(data)
-        route = self.router.route
-        for args, raw in self.parser.feed(data):
-            if self.closing:
-                break
+        router = self.router
+        route = router.route
+        commands = self.parser.feed(data)
+        count = len(commands)
+        i = 0
+        lookup = router.fast_lookup
+        if lookup is not None and self.authenticated:
+            # The hot path, inlined: a plain single-key command goes straight to its node's pipelined connection.
+            nodes = router.fast_nodes
+            queue = self.queue
+            proto = self.proto
+            while i < count and not self.closing:
+                args, raw = commands[i]
+                i += 1
+                entry = SINGLE_KEY.get(args[0])
+                if entry is not None:
+                    first, least, most = entry
+                    if least <= len(args) <= most:
+                        node = nodes[lookup(args[first])]
+                        if node is not None:
+                            pending = Pending(raw, self)
+                            queue.append(pending)
+                            node.send(pending, proto)
+                            continue
+                self.dispatch(args, raw, route)
+                # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
+                proto = self.proto
+                nodes = router.fast_nodes
+                if router.fast_lookup is not lookup or not self.authenticated:
+                    break
+        while i < count and not self.closing:
+            args, raw = commands[i]
+            i += 1
             spec = TABLE.get(args[0])
-            if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and not self.closing:
-                # the hot path: a known single-key command
-                if spec.arity_ok(len(args)):
-                    self.router.single(self, spec, args, raw, args[spec.first])
-                    continue
-            self.dispatch(args, raw, route)
+            if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and spec.arity_ok(len(args)):
+                router.single(self, spec, args, raw, args[spec.first])
+            else:
+                self.dispatch(args, raw, route)
         if self.parser.error is not None and not self.closing:
             self.reply_now(encode_error(f"ERR Protocol error: {self.parser.error}"))
             self.closing = True
         if not self.paused and len(self.queue) >= self.max_pending and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self.router.flush_dirty()
+        if router.dirty:
+            router.flush_dirty()
 
     # -- dispatch of everything but the hot path
     def dispatch(self, args: list[bytes], raw: bytes, route) -> None:  # type: ignore[no-untyped-def]
@@ -216,14 +244,17 @@ class ClientSession(asyncio.Protocol):
         queue = self.queue
         if not queue or queue[0].reply is None:
             return
-        out = []
-        while queue and queue[0].reply is not None:
-            out.append(queue.popleft().reply)
+        data = queue.popleft().reply
+        if queue and queue[0].reply is not None:
+            out = [data]
+            while queue and queue[0].reply is not None:
+                out.append(queue.popleft().reply)
+            data = b"".join(out)  # type: ignore[arg-type]
         transport = self.transport
         if transport is None:
             queue.clear()
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[arg-type]
+        transport.write(data)  # type: ignore[arg-type]
         if self.paused and len(queue) <= self.max_pending // 2:
             self.paused = False
             if not self.write_paused:
