@@ -111,3 +111,20 @@ def test_config_import_translates_a_nutcracker_yml(tmp_path) -> None:
     target = tmp_path / "nexus.toml"
     target.write_text(result.stdout)
     assert run("config", "check", str(target)).returncode == 0
+
+
+def test_config_import_translates_a_pgbouncer_ini(tmp_path) -> None:
+    source = tmp_path / "pgbouncer.ini"
+    (tmp_path / "userlist.txt").write_text('"app" "s3cret"\n')
+    source.write_text("[databases]\nappdb = host=127.0.0.1 port=5432 dbname=app pool_size=7\n\n[pgbouncer]\n"
+                      "listen_addr = 127.0.0.1\nlisten_port = 6433\nauth_type = md5\nauth_file = userlist.txt\n"
+                      "server_lifetime = 1800\nquery_wait_timeout = 0.5\n")
+    result = run("config", "import", str(source))
+    assert result.returncode == 0, result.stderr
+    pg = tomllib.loads(result.stdout)["postgres"]
+    assert pg["listen"] == "127.0.0.1:6433" and pg["auth_type"] == "md5"
+    assert pg["server_lifetime"] == "1800s" and pg["query_wait_timeout"] == "500ms"  # PgBouncer's seconds
+    assert pg["databases"]["appdb"]["pool_size"] == 7
+    target = tmp_path / "nexus.toml"
+    target.write_text(result.stdout)
+    assert run("config", "check", str(target)).returncode == 0
