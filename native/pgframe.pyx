@@ -99,16 +99,18 @@ def scan_server(object buf, Py_ssize_t start=0):
 
 
 def scan_client(object buf, Py_ssize_t start=0):
-    """Scan complete client messages from ``start``: (end, sync_count, flags).
+    """Scan complete client messages from ``start``: (end, sync_count, flags, last_type).
 
-    ``sync_count`` counts messages the server answers with ReadyForQuery (Query and Sync; FunctionCall too).
+    ``sync_count`` counts messages the server answers with ReadyForQuery (Query and Sync; FunctionCall too);
+    ``last_type`` is the type byte of the last complete message (0 if none): a batch not ending in Sync/Query
+    leaves the server inside an unfinished extended-protocol exchange.
     """
     cdef Py_buffer view
     cdef const unsigned char* p
     cdef Py_ssize_t n, pos = start, end = start
     cdef unsigned int mlen
     cdef unsigned char t
-    cdef int syncs = 0, flags = 0
+    cdef int syncs = 0, flags = 0, last = 0
     PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
     try:
         p = <const unsigned char*>view.buf
@@ -147,11 +149,12 @@ def scan_client(object buf, Py_ssize_t start=0):
                 flags |= C_FLUSH
             else:
                 flags |= C_UNKNOWN
+            last = t
             pos += 1 + mlen
             end = pos
     finally:
         PyBuffer_Release(&view)
-    return end, syncs, flags
+    return end, syncs, flags, last
 
 
 def split_messages(object buf, Py_ssize_t start=0):

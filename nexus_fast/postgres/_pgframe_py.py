@@ -72,10 +72,10 @@ def scan_server(buf: bytes | bytearray | memoryview, start: int = 0) -> tuple[in
     return end, ready, status, flags
 
 
-def scan_client(buf: bytes | bytearray | memoryview, start: int = 0) -> tuple[int, int, int]:
+def scan_client(buf: bytes | bytearray | memoryview, start: int = 0) -> tuple[int, int, int, int]:
     n = len(buf)
     pos = end = start
-    syncs = flags = 0
+    syncs = flags = last = 0
     while pos + 5 <= n:
         t = buf[pos]
         mlen = _length(buf, pos)
@@ -84,9 +84,10 @@ def scan_client(buf: bytes | bytearray | memoryview, start: int = 0) -> tuple[in
         flags |= _CLIENT_FLAGS.get(t, C_UNKNOWN)
         if t in _SYNCING:
             syncs += 1
+        last = t
         pos += 1 + mlen
         end = pos
-    return end, syncs, flags
+    return end, syncs, flags, last
 
 
 def split_messages(buf: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[tuple[int, int, int]], int]:

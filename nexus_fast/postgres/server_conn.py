@@ -219,7 +219,8 @@ class ServerConnection(asyncio.Protocol):
         self.tested = False
         self.dirty = False  # server state unknown (client left mid-query): never reuse
         self._writer: Any = None
-        self.param_sig: tuple[str, ...] = ()  # the client parameter signature this server was last set to
+        self.param_sig: tuple[str, ...] = ()
+        self.unsynced = False  # the last client batch did not end with Sync/Query (see session._UNSYNCED)  # the client parameter signature this server was last set to
 
     @property
     def address(self) -> str:

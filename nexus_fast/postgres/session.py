@@ -54,6 +54,8 @@ CLOSED_DUMMY = b"nx_closed"  # Close of a name never prepared is not an error (p
 _SESSION_IDS = iter(range(1, 1 << 62))
 
 LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
+# A batch ending in one of these leaves the server inside an extended-protocol exchange awaiting Sync.
+_UNSYNCED = frozenset(b"PBEDCH")
 
 
 def _norm(value: str) -> str:
@@ -239,6 +241,12 @@ class ClientSession(asyncio.Protocol):
                 return
             elif isinstance(event, pq.StartupReceived):
                 self._on_startup(event)
+                if self.state == AUTH and self.config.auth_type == "trust":
+                    # No password exchange follows: bytes a client pipelines after the startup packet are
+                    # requests, kept for when the session is READY.
+                    self.state = CONNECTING
+                    self.inbuf += self.login.take_rest()
+                    return
             elif isinstance(event, pq.PasswordReceived):
                 self._on_password(event.data)
 
@@ -485,7 +493,7 @@ class ClientSession(asyncio.Protocol):
     def _pump_fresh(self, data: bytes) -> None:
         """The hot path: nothing buffered and ``data`` holds whole messages for a lent or idle connection."""
         try:
-            end, syncs, flags = fr.scan_client(data)
+            end, syncs, flags, last = fr.scan_client(data)
         except ValueError as exc:
             self.fatal(f"invalid message from client: {exc}")
             return
@@ -514,6 +522,7 @@ class ClientSession(asyncio.Protocol):
             self._pump()
             return
         server.prepared.syncs_sent += syncs
+        server.unsynced = last in _UNSYNCED
         if syncs:
             if self.pending == 0:
                 self.query_start = time.monotonic()
@@ -529,7 +538,7 @@ class ClientSession(asyncio.Protocol):
         """Forward complete client messages to the server lent to this client, borrowing one if needed."""
         buf = self.inbuf
         try:
-            end, syncs, flags = fr.scan_client(buf)
+            end, syncs, flags, last = fr.scan_client(buf)
         except ValueError as exc:
             self.fatal(f"invalid message from client: {exc}")
             return
@@ -563,7 +572,7 @@ class ClientSession(asyncio.Protocol):
                 self._waiter = (pool, pool.request(lambda conn, exc: self._on_server_lent(index, pool, conn, exc)))
                 return
             self._attach(server, pool)
-        self._forward(server, end, syncs, flags)
+        self._forward(server, end, syncs, flags, last)
 
     def _on_server_lent(self, index: int, pool: Pool, server: ServerConnection | None, exc: ServerError | None) -> None:
         self._waiter = None
@@ -604,8 +613,9 @@ class ClientSession(asyncio.Protocol):
                     tracker.marks.append((tracker.syncs_sent, tracker.parses_sent, tracker.closes_sent))
                 server.write(pq.query(";".join(sets)))
 
-    def _forward(self, server: ServerConnection, end: int, syncs: int, flags: int) -> None:
+    def _forward(self, server: ServerConnection, end: int, syncs: int, flags: int, last: int) -> None:
         buf = self.inbuf
+        server.unsynced = last in _UNSYNCED
         chunk: bytes | bytearray
         whole = end == len(buf)
         data = bytes(buf) if whole else bytes(memoryview(buf)[:end])
@@ -614,7 +624,13 @@ class ClientSession(asyncio.Protocol):
         else:
             del buf[:end]
         if self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE) or server.prepared.busy):
-            chunk = self._rewrite(server, data)
+            try:
+                chunk = self._rewrite(server, data)
+            except pq.ProtocolViolation as exc:
+                # Nothing was sent, but the tracker may be half-updated: the server connection is not reused.
+                server.dirty = True
+                self.fatal(f"invalid message from client: {exc}", exc.sqlstate)
+                return
         else:
             chunk = data
             server.prepared.syncs_sent += syncs
@@ -721,9 +737,9 @@ class ClientSession(asyncio.Protocol):
                 break
         if before and self.server is not None:
             data = self.inbuf[:before]
-            _e, syncs, _f = fr.scan_client(data)
+            _e, syncs, _f, last = fr.scan_client(data)
             self.inbuf = bytearray(data)
-            self._forward(self.server, before, syncs, _f)
+            self._forward(self.server, before, syncs, _f, last)
         self.inbuf.clear()
         self.close()
 
@@ -825,7 +841,7 @@ class ClientSession(asyncio.Protocol):
                 stats.total_xact_time += int((now - self.xact_start) * 1e6)
                 pool.metrics.xact.observe(now - self.xact_start)
             self.xact_start = now
-            if self.pool_mode != "session":
+            if self.pool_mode != "session" and not server.unsynced:
                 self._release()
                 if self.inbuf and not self.waiting and self.state == READY:
                     self._pump()
@@ -876,7 +892,7 @@ class ClientSession(asyncio.Protocol):
     # ------------------------------------------------------------------ giving servers back
     def _return_dirty(self, server: ServerConnection, pool: Pool) -> None:
         """The client left: make the server clean before anyone else gets it."""
-        if self.pending > 0 or server.swallow_ready:
+        if self.pending > 0 or server.swallow_ready or server.unsynced:
             # A request is in flight: its state is unknowable without waiting; close it (and stop the query).
             server.dirty = True
             self.plane.spawn(self.plane.cancel_server(server))

@@ -49,8 +49,9 @@ def test_scan_server_flags(pgframe):
 def test_scan_client_counts_syncs_and_flags(pgframe):
     data = pq.parse("s1", b"select $1", b"\x00\x01\x00\x00\x00\x17") + pq.message(b"B", b"\x00s1\x00" + b"\x00" * 6) \
         + pq.message(b"E", b"\x00\x00\x00\x00\x00") + pq.sync() + pq.query("select 1")
-    end, syncs, flags = pgframe.scan_client(data)
-    assert end == len(data) and syncs == 2
+    end, syncs, flags, last = pgframe.scan_client(data)
+    assert end == len(data) and syncs == 2 and last == ord("Q")
+    assert pgframe.scan_client(data[: data.index(pq.sync())])[3] == ord("E")
     for flag in ("C_PARSE", "C_BIND", "C_EXECUTE", "C_SYNC", "C_QUERY"):
         assert flags & getattr(pgframe, flag), flag
     assert not flags & (pgframe.C_TERMINATE | pgframe.C_UNKNOWN)
@@ -75,5 +76,5 @@ def test_split_messages_offsets(pgframe):
 
 def test_empty_input(pgframe):
     assert pgframe.scan_server(b"") == (0, 0, 0, 0)
-    assert pgframe.scan_client(bytearray()) == (0, 0, 0)
+    assert pgframe.scan_client(bytearray()) == (0, 0, 0, 0)
     assert pgframe.split_messages(memoryview(b"")) == ([], 0)
