@@ -40,6 +40,8 @@ PLANE_MODULES = {"postgres": "nexus_fast.postgres.plane", "redis": "nexus_fast.r
 # Extra planes as "module:factory[,module:factory]": how tests (and embedders) plug in a plane of their own.
 EXTRA_PLANES_ENV = "NEXUS_FAST_EXTRA_PLANES"
 
+RESTART_HINT = " (SIGUSR2 to the supervisor restarts the workers without closing ports)"
+
 EXIT_OK = 0
 EXIT_STARTUP_FAILED = 3  # the supervisor does not restart a worker that could not start
 
@@ -222,10 +224,10 @@ class Worker:
         for section in PLANE_MODULES:
             if (getattr(old, section) is None) != (getattr(new, section) is None):
                 verb = "adding" if getattr(old, section) is None else "removing"
-                return f"{verb} the [{section}] section needs a restart"
+                return f"{verb} the [{section}] section needs a restart{RESTART_HINT}"
         for key in ("listen", "postgres_health_listen", "redis_health_listen"):
             if getattr(old.admin, key) != getattr(new.admin, key):
-                return f"admin.{key} changed; listeners are bound at start, so this needs a restart"
+                return f"admin.{key} changed; listeners are bound at start, so this needs a restart{RESTART_HINT}"
         if old.server.workers != new.server.workers:
             log.warning("reload_ignores_key", key="server.workers", reason="the worker count applies at restart")
         return ""

@@ -315,3 +315,17 @@ def test_post_reload_answers_the_outcome_and_reaches_every_worker() -> None:
         assert status == 202 and body["scope"] == "every worker"
         assert len(nexus.wait_for_event("reload_applied", count=2)) == 2
         assert {ask(port, "INTERVAL") for _ in range(10)} == {"5s"}
+
+
+def test_reload_refuses_what_only_a_restart_can_change() -> None:
+    nexus, port = echo_nexus()
+    with nexus:
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": free_listen(), "health_check_interval": "2s"}})
+        status, body = nexus.post("/reload")
+        assert status == 422 and body["reason"].startswith("admin.listen changed")
+        nexus.write_config({"admin": {"listen": nexus.admin_listen},
+                            "redis": {"pools": {"c": {"listen": free_listen(), "servers": ["127.0.0.1:6379:1"]}}}})
+        status, body = nexus.post("/reload")
+        assert status == 422 and body["reason"].startswith("adding the [redis] section needs a restart")
+        assert ask(port, "INTERVAL") == "1s"
