@@ -287,11 +287,24 @@ def test_unterminated_constructs_do_not_crash() -> None:
 
 def test_results_are_cached_per_text() -> None:
     classifier = SqlClassifier(cache_size=2)
-    first = classifier.classify("SELECT 1")
-    assert classifier.classify("SELECT 1") is first
-    classifier.classify("SELECT 2")
-    classifier.classify("SELECT 3")
-    assert classifier.classify("SELECT 1") is not first  # evicted (LRU of 2)
+    first = classifier.classify("SELECT a")
+    assert classifier.classify("SELECT a") is first
+    classifier.classify("SELECT b")
+    classifier.classify("SELECT c")
+    assert classifier.classify("SELECT a") is not first  # evicted (LRU of 2)
+
+
+def test_texts_differing_only_in_numbers_share_a_result() -> None:
+    classifier = SqlClassifier()
+    first = classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 123;")
+    assert classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 98765;") is first
+    assert classifier.classify("SELECT abalance FROM pgbench_accounts2 WHERE aid = 1;") is not first
+    # hints and SET nexus.* carry numbers that matter: never shared
+    a = classifier.classify("/* nexus:shard_key=1 */ SELECT 1")
+    b = classifier.classify("/* nexus:shard_key=2 */ SELECT 1")
+    assert (dict(a.hints), dict(b.hints)) == ({"shard_key": "1"}, {"shard_key": "2"})
+    assert classifier.classify("SET NEXUS.shard_key = 7").nexus_settings == (("shard_key", "7"),)
+    assert classifier.classify("SET NEXUS.shard_key = 8").nexus_settings == (("shard_key", "8"),)
 
 
 _noise = st.sampled_from([" ", "\n", "\t", " /* nexus:nothing */ ", " -- c\n", " /* a /* b */ c */ "])
