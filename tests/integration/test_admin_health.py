@@ -82,3 +82,22 @@ def test_health_redis_follows_a_cut_and_restored_backend() -> None:
             fp.pass_through()
             wait_status(nexus, "/health/redis", 200, 10)
             assert http_status(redis_health) == 200
+
+
+def test_health_redis_names_the_node_that_died_and_recovers() -> None:
+    from nexus_fast._testing.redis import RedisNodes
+
+    with RedisNodes(2) as nodes:
+        config = {"admin": {"health_check_interval": "500ms", "health_check_timeout": "500ms"},
+                  "redis": {"pools": {"cache": {"listen": free_listen(), "servers": nodes.servers()}}}}
+        with NexusProcess(config) as nexus:
+            wait_status(nexus, "/health/redis", 200, 10)
+            nodes[1].kill()
+            took, body = wait_status(nexus, "/health/redis", 503, 10)
+            assert took < 5
+            assert isinstance(body, dict)
+            by_address = {b["address"]: b for b in body["backends"]}
+            assert by_address[nodes[0].address]["healthy"] is True
+            assert by_address[nodes[1].address]["healthy"] is False and by_address[nodes[1].address]["reason"]
+            nodes[1].start()
+            wait_status(nexus, "/health/redis", 200, 10)
