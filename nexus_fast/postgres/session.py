@@ -36,7 +36,7 @@ import xxhash
 from nexus_fast.postgres import framing as fr
 from nexus_fast.postgres import protocol as pq
 from nexus_fast.postgres.auth import AuthFailed, ScramKeys, ScramServer, Secret
-from nexus_fast.postgres.route import ClientRouteState
+from nexus_fast.postgres.route import ClientRouteState, RouteDecision
 from nexus_fast.postgres.server_conn import ServerConnection, ServerError, set_keepalive
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ class ClientSession(asyncio.Protocol):
         self._closing = False
         self._waiter: tuple[Pool, Any] | None = None
         self._param_sig: tuple[str, ...] = ()
+        self._decision: Any = None  # the router's decision for the transaction in progress
 
     # ------------------------------------------------------------------ asyncio plumbing
     def connection_made(self, transport: Any) -> None:
@@ -466,6 +467,20 @@ class ClientSession(asyncio.Protocol):
                 return known[0].decode("utf-8", "replace") if known else ""
         return ""
 
+    def _answer_locally(self, decision: Any) -> None:
+        """CommandComplete tags (or an ErrorResponse) and ReadyForQuery for the first Query, without a server."""
+        buf = self.inbuf
+        stop = 1 + int.from_bytes(buf[1:5], "big")
+        del buf[:stop]
+        status = b"T" if self.route_state.in_transaction else b"I"
+        if decision.error:
+            out = pq.error_response(decision.error, "0A000", "ERROR")
+        else:
+            out = b"".join(pq.message(b"C", pq.cstr(tag)) for tag in decision.local_reply)
+        self.write(out + pq.ready_for_query(status))
+        if buf and not self.waiting:
+            self._pump()
+
     def _route_index(self, sql: str) -> int:
         router = self.plane.router_for(self.database)
         decision = router.route(sql, self.route_state)
@@ -558,12 +573,21 @@ class ClientSession(asyncio.Protocol):
                 index = 0
             else:
                 try:
-                    index = self._route_index(self._first_sql(buf, end))
-                except Exception as exc:
+                    decision = self.plane.router_for(self.database).route(self._first_sql(buf, end), self.route_state)
+                except pq.ProtocolViolation as exc:
+                    self.fatal(f"invalid message from client: {exc}", exc.sqlstate)
+                    return
+                except Exception:
                     log.exception("router failed; using the primary")
                     entry = self.config.database(self.database)
-                    index = entry.server_list().index(entry.primary()) if entry else 0
-                    del exc
+                    decision = RouteDecision("primary", entry.server_list().index(entry.primary()) if entry else 0)
+                if (getattr(decision, "local_reply", None) is not None or getattr(decision, "error", None)) and (
+                    buf[0] == 81  # answered by the proxy only for a simple Query (the router's SET nexus.role)
+                ):
+                    self._answer_locally(decision)
+                    return
+                self._decision = decision
+                index = decision.server_index
             pool = self._pool(index)
             server = pool.try_acquire()
             if server is None:
@@ -840,6 +864,12 @@ class ClientSession(asyncio.Protocol):
                 stats.total_xact_count += 1
                 stats.total_xact_time += int((now - self.xact_start) * 1e6)
                 pool.metrics.xact.observe(now - self.xact_start)
+            decision = self._decision
+            if decision is not None:
+                self._decision = None
+                done = getattr(self.plane.router_for(self.database), "on_query_done", None)
+                if done is not None:
+                    done(decision, now - self.xact_start)
             self.xact_start = now
             if self.pool_mode != "session" and not server.unsynced:
                 self._release()
