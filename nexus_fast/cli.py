@@ -73,6 +73,15 @@ def cmd_config_diff(args: argparse.Namespace) -> int:
     return run_diff(args.file, args.against, sys.stdout)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.__main__ import main as bench_main
+    except ImportError as exc:
+        print(f"nexus-fast bench needs the bench/ package of the source tree: {exc}", file=sys.stderr)
+        return 2
+    return bench_main(list(args.bench_args), prog="nexus-fast bench")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from nexus_fast.config.errors import ConfigError
     from nexus_fast.config.load import load_config
@@ -117,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.set_defaults(func=cmd_config_diff)
     p_docs = config_sub.add_parser("docs", help="print the config reference (docs/config.md) generated from the schema")
     p_docs.set_defaults(func=cmd_config_docs)
+
+    # Everything after "bench" belongs to the harness's own parser (prefix_chars "+" keeps argparse from reading
+    # --quick etc. here); see bench/__main__.py.
+    p_bench = sub.add_parser("bench", help="run the benchmark harness (python -m bench; --help for its options)",
+                             add_help=False, prefix_chars="+")
+    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

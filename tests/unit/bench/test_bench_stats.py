@@ -1,0 +1,91 @@
+"""Median, spread, ratio and percentile arithmetic, and the ratios a report derives from raw measurements."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.report import build_report, markdown
+from bench.scenarios import select_jobs
+from bench.stats import format_ratio, percentile, ratio, summarize
+
+
+def test_bench_summarize_odd_and_even():
+    odd = summarize([3.0, 1.0, 2.0])
+    assert odd is not None and (odd.median, odd.minimum, odd.maximum) == (2.0, 1.0, 3.0)
+    even = summarize([10.0, 30.0, 20.0, 40.0])
+    assert even is not None and even.median == 25.0
+    assert even.spread == pytest.approx((40 - 10) / 25)
+
+
+def test_bench_summarize_drops_missing_values():
+    summary = summarize([None, 5.0, math.nan, 7.0])
+    assert summary is not None and summary.values == (5.0, 7.0) and summary.median == 6.0
+    assert summarize([None, math.nan]) is None
+
+
+def test_bench_spread_of_zero_median_is_nan():
+    summary = summarize([0.0, 0.0])
+    assert summary is not None and math.isnan(summary.spread)
+    assert summary.as_dict()["spread"] is None
+
+
+def test_bench_ratio():
+    assert ratio(150.0, 100.0) == 1.5
+    assert ratio(None, 100.0) is None and ratio(1.0, None) is None and ratio(1.0, 0.0) is None
+    assert format_ratio(1.5) == "1.50x" and format_ratio(None) == "n/a"
+
+
+def test_bench_percentile_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 0.5) == 50.0
+    assert percentile([7.0], 0.99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 1e6), min_size=1, max_size=200), st.floats(0.01, 1.0))
+def test_bench_percentile_properties(values, fraction):
+    result = percentile(values, fraction)
+    assert result in values
+    at_or_below = sum(1 for v in values if v <= result)
+    assert at_or_below >= fraction * len(values) - 1e-9
+    assert sum(1 for v in values if v < result) < fraction * len(values) + 1e-9
+
+
+def _measurement(scenario, target, round_index, throughput, p99, cpu=None):
+    return {"job": scenario, "scenario": scenario, "target": target, "round": round_index,
+            "values": {"throughput": throughput, "latency_p99_ms": p99, "cpu_us_per_request": cpu}, "error": None}
+
+
+def test_bench_report_ratios_to_direct_and_peer():
+    jobs = select_jobs(["pg-select-c16"])
+    rounds = {"direct": [100.0, 120.0, 110.0], "pgbouncer": [200.0, 220.0, 180.0], "nexus-1w": [300.0, 330.0, 270.0]}
+    measurements = [_measurement("pg-select-c16", target, i, value, p99=value / 100, cpu=None if target ==
+                                 "direct" else value / 10)
+                    for target, values in rounds.items() for i, value in enumerate(values)]
+    measurements.append({**_measurement("pg-select-c16", "haproxy", 0, None, None), "values": {},
+                         "error": "pgbench exited with status 2: boom"})
+    report = build_report(run_info={}, machine_description={}, jobs=jobs, measurements=measurements, skips=[],
+                          targets={})
+    by_target = {s["target"]: s for s in report["summaries"]}
+    nexus = by_target["nexus-1w"]
+    assert nexus["metrics"]["throughput"]["median"] == 300.0
+    assert nexus["ratios"]["throughput_vs_direct"] == pytest.approx(300 / 110)
+    assert nexus["ratios"]["throughput_vs_peer"] == pytest.approx(300 / 200)
+    assert nexus["ratios"]["latency_p99_ms_vs_peer"] == pytest.approx(3.0 / 2.0)
+    assert nexus["ratios"]["cpu_us_per_request_vs_peer"] == pytest.approx(30 / 20)
+    assert "throughput_vs_direct" not in by_target["direct"]["ratios"]
+    assert "throughput_vs_peer" not in by_target["pgbouncer"]["ratios"]
+    assert by_target["haproxy"]["errors"] == ["pgbench exited with status 2: boom"]
+    assert by_target["haproxy"]["metrics"] == {}
+    text = markdown({**report, "run": {"started_at": "t", "duration_s": 1, "settings": {"mode": "quick",
+                                                                                           "rounds": 3}}})
+    assert "| pgbench -S, 16 clients | nexus-fast 1 worker | 300 tps | ±10% | 3.000 | 2.73x | 1.50x | 1.50x | 30.0 |" \
+        in text
+    assert "failed: pgbench exited with status 2: boom" in text
