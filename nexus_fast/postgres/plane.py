@@ -79,6 +79,7 @@ class PostgresPlane:
         self.pools: dict[tuple[str, str, int], Pool] = {}
         self.routers: dict[str, Any] = {}
         self.server: asyncio.Server | None = None
+        self.unix_server: asyncio.Server | None = None
         self.stats_auth_failures = 0
         self.started_at = time.time()
         self.paused = False
@@ -115,6 +116,12 @@ class PostgresPlane:
         self.server = await loop.create_server(
             lambda: ClientSession(self), host, port, reuse_port=True, backlog=4096, start_serving=True
         )
+        if self.config.unix_socket_dir:
+            # libpq's socket name: <dir>/.s.PGSQL.<port>
+            path = os.path.join(self.config.unix_socket_dir, f".s.PGSQL.{port}")
+            if os.path.exists(path):
+                os.unlink(path)
+            self.unix_server = await loop.create_unix_server(lambda: ClientSession(self), path, backlog=4096)
         for name in self.config.databases:
             router = self.router_for(name)
             start = getattr(router, "start", None)
@@ -164,6 +171,8 @@ class PostgresPlane:
     def stop_accepting(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.unix_server is not None:
+            self.unix_server.close()
 
     async def drain(self, timeout: float) -> None:
         """Let clients finish their transactions; close idle ones at once and everyone at the deadline."""
@@ -207,6 +216,8 @@ class PostgresPlane:
             task.cancel()
         if self.server is not None:
             await self.server.wait_closed()
+        if self.unix_server is not None:
+            await self.unix_server.wait_closed()
         # Let closed transports release their handles before the caller may close the loop.
         await asyncio.sleep(0.01)
 
@@ -308,14 +319,21 @@ class PostgresPlane:
             assert entry is not None
             login = self._login(session.database, session.user, index, entry, session)
             settings = self.config.pool_settings(session.database, session.user)
-            database = session.database
-            pool = Pool(database, session.user, index, entry.server_list()[index].role, login, settings, self.config,
-                        self.metrics, db_counter=lambda: self._db_connections(database))
+            database, user = session.database, session.user
+            user_entry = self.config.users.get(user)
+            pool = Pool(database, user, index, entry.server_list()[index].role, login, settings, self.config,
+                        self.metrics, db_counter=lambda: self._db_connections(database),
+                        user_counter=lambda: self._user_connections(user),
+                        max_user_connections=user_entry.max_user_connections if user_entry else 0,
+                        connect_query=entry.connect_query)
             pool.paused = self.paused
             self.pools[key] = pool
         elif pool.login.scram_keys is None and session.scram_client_keys is not None and pool.login.password is None:
             pool.login.scram_keys = session.scram_client_keys
         return pool
+
+    def _user_connections(self, user: str) -> int:
+        return sum(p.size() for (_db, u, _i), p in self.pools.items() if u == user)
 
     def _db_connections(self, database: str) -> int:
         return sum(p.size() for (db, _u, _i), p in self.pools.items() if db == database)

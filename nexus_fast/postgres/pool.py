@@ -159,6 +159,9 @@ class Pool:
         config: PostgresConfig,
         metrics: Metrics | None = None,
         db_counter: Callable[[], int] | None = None,
+        user_counter: Callable[[], int] | None = None,
+        max_user_connections: int = 0,
+        connect_query: str | None = None,
     ):
         self.name = name
         self.user = user
@@ -178,6 +181,9 @@ class Pool:
         self.closed = False
         self.paused = False
         self._db_counter = db_counter
+        self._user_counter = user_counter
+        self.max_user_connections = max_user_connections
+        self.connect_query = connect_query
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- views
@@ -348,6 +354,9 @@ class Pool:
         db_max = self.settings.max_db_connections
         if db_max and self._db_counter is not None and self._db_counter() >= db_max:
             return False
+        user_max = self.max_user_connections
+        if user_max and self._user_counter is not None and self._user_counter() >= user_max:
+            return False
         return True
 
     async def _checked(self, conn: ServerConnection) -> bool:
@@ -396,7 +405,7 @@ class Pool:
                 conn.pool = self
                 if self.server_params is None:
                     self.server_params = dict(conn.params)
-                connect_query = self.config.server_connect_query
+                connect_query = self.connect_query or self.config.server_connect_query
                 if connect_query:
                     try:
                         await conn.run_internal(connect_query, self.config.connect_timeout)

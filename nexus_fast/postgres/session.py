@@ -282,9 +282,21 @@ class ClientSession(asyncio.Protocol):
             # Refused after the startup packet (not at accept) so TLS-negotiating clients read the error.
             self.fatal("no more connections allowed (max_client_conn)", "53300")
             return
+        for key in event.params:
+            # PgBouncer's rule: startup parameters it cannot carry to shared server connections are refused unless
+            # listed in ignore_startup_parameters (the tracked ones are re-applied per server with SET).
+            if key not in ("user", "database") and key.lower() not in _TRACKED_LOWER and (
+                key not in cfg.ignore_startup_parameters
+            ):
+                self.fatal(f"unsupported startup parameter: {key}", "08P01")
+                return
         self.user = event.user
         self.database = event.database
         self.startup_params = dict(event.params)
+        if cfg.application_name_add_host:
+            self.startup_params["application_name"] = (
+                f"{self.startup_params.get('application_name', '')} - {self.addr}:{self.port}"
+            )
         if self.database in ADMIN_DATABASES and self.database not in cfg.databases:
             if self.user not in cfg.admin_users and self.user not in cfg.stats_users:
                 self.fatal(f'not allowed to connect to admin console as "{self.user}"', "28000")

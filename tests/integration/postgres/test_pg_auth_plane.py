@@ -245,3 +245,52 @@ async def test_drain_finishes_transactions(make_plane):
     assert not plane.sessions
     await conn.close()
     await idle.close()
+
+
+async def test_statement_mode_refuses_transactions(make_plane):
+    plane = await make_plane(pool_mode="statement", default_pool_size=1)
+    conn = await asyncpg.connect(_dsn(plane))
+    try:
+        assert await conn.fetchval("SELECT 10") == 10
+        assert await conn.fetchval("SELECT $1::int", 11) == 11
+        # The proxy closes the client with "transaction blocks not allowed in statement pooling mode".
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            await conn.execute("BEGIN")
+            await conn.fetchval("SELECT 1")
+        assert next(iter(plane.pools.values())).size() <= 1
+    finally:
+        await conn.close()
+
+
+async def test_min_pool_size_and_idle_timeout(make_plane):
+    plane = await make_plane(min_pool_size=2, server_idle_timeout="1s")
+    conn = await asyncpg.connect(_dsn(plane))
+    await conn.close()
+    pool = next(iter(plane.pools.values()))
+    await pool.maintain()
+    assert pool.size() == 2 and len(pool.idle) == 2  # kept open although idle
+
+
+async def test_unix_socket_and_startup_parameters(make_plane, tmp_path):
+    plane = await make_plane(unix_socket_dir=str(tmp_path), application_name_add_host=True)
+    async with await psycopg.AsyncConnection.connect(host=str(tmp_path), port=plane.port, user="postgres", dbname=DB,
+                                                      application_name="app") as conn:
+        cur = await conn.execute("SHOW application_name")
+        assert (await cur.fetchone())[0].startswith("app - ")
+    with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
+        await psycopg.AsyncConnection.connect(_dsn(plane), options="-c geqo=off")
+
+
+async def test_max_user_connections(make_plane):
+    plane = await make_plane(default_pool_size=5, query_wait_timeout="400ms", users={"postgres": {"max_user_connections": 1}})
+    a = await asyncpg.connect(_dsn(plane))
+    b = await asyncpg.connect(_dsn(plane))
+    try:
+        tx = a.transaction()
+        await tx.start()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+            await b.fetchval("SELECT 1")
+        await tx.rollback()
+    finally:
+        await a.close()
+        await b.close()
