@@ -40,12 +40,12 @@ finishes (restarts the read-your-writes window at its commit rather than its fir
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from nexus_fast.balance.selectors import Selector, create_selector
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.postgres.config import DatabaseEntry, PostgresConfig, ServerEntry
 from nexus_fast.postgres.replica_monitor import ReplicaMonitor
@@ -123,42 +123,7 @@ class ReplicaState:
         return ""
 
 
-class _FallbackSelector:
-    """Used only if nexus_fast.balance.selectors cannot be imported: round robin / random / least active."""
-
-    def __init__(self, algorithm: str, n: int) -> None:
-        self.algorithm = algorithm
-        self.n_endpoints = n
-        self._cursor = 0
-        self._active = [0] * n
-
-    def select(self, healthy: Sequence[bool], key: bytes | None = None) -> int:
-        candidates = [i for i, ok in enumerate(healthy) if ok]
-        if not candidates:
-            return -1
-        if self.algorithm == "random":
-            return random.choice(candidates)
-        if self.algorithm == "least_connections":
-            return min(candidates, key=lambda i: self._active[i])
-        for step in range(self.n_endpoints):
-            i = (self._cursor + step) % self.n_endpoints
-            if healthy[i]:
-                self._cursor = i + 1
-                return i
-        return -1
-
-    def on_start(self, i: int) -> None:
-        self._active[i] += 1
-
-    def on_finish(self, i: int, latency_s: float) -> None:
-        self._active[i] = max(0, self._active[i] - 1)
-
-
-def _make_selector(algorithm: str, weights: list[float]) -> Any:
-    try:
-        from nexus_fast.balance.selectors import create_selector
-    except ImportError:  # pragma: no cover - the balance package ships with us; kept for partial installs
-        return _FallbackSelector(algorithm, len(weights))
+def _make_selector(algorithm: str, weights: list[float]) -> Selector:
     return create_selector(algorithm, len(weights), weights)
 
 
