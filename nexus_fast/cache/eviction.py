@@ -314,6 +314,44 @@ class HitRatioRow:
         return self.scored - self.lru
 
 
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    trace: np.ndarray  # key ids, one per request
+    sizes: np.ndarray  # value size in bytes per key id
+    budget_bytes: int
+
+
+def workloads(
+    n_keys: int = 5000,
+    n_requests: int = 100_000,
+    alphas: Iterable[float] = (0.7, 0.9, 1.0, 1.2),
+    budget_fraction: float = 0.05,
+    seed: int = 0,
+    equal_sizes: bool = True,
+) -> list[Workload]:
+    """The comparison workloads: Zipf at each alpha, Zipf 0.9 with 30% one-touch scans, and (``equal_sizes``) the
+    last two again with every value 1 KiB. The budget is ``budget_fraction`` of the bytes of the ``n_keys`` values."""
+    scans = scan_polluted_trace(n_keys, n_requests, 0.9, 0.3, 2000, seed)
+    specs: list[tuple[str, np.ndarray, bool]] = [
+        (f"zipf alpha={a:g}", zipf_trace(n_keys, n_requests, a, seed), False) for a in alphas
+    ]
+    specs.append(("zipf 0.9 + 30% scans", scans, False))
+    if equal_sizes:
+        # Every value the same size: the gain left is frequency and recency alone, not a preference for small values.
+        specs.append(("zipf 0.9, equal sizes", zipf_trace(n_keys, n_requests, 0.9, seed), True))
+        specs.append(("scans, equal sizes", scans, True))
+    out = []
+    for name, trace, same_size in specs:
+        extra = max(0, int(trace.max()) + 1 - n_keys)  # scan keys beyond the Zipf population
+        if same_size:
+            sizes = np.full(n_keys + extra, 1024, dtype=np.int64)
+        else:
+            sizes = np.concatenate([key_sizes(n_keys, seed), key_sizes(extra, seed + 7)])
+        out.append(Workload(name, trace, sizes, int(sizes[:n_keys].sum() * budget_fraction)))
+    return out
+
+
 def compare(
     n_keys: int = 5000,
     n_requests: int = 100_000,
@@ -323,30 +361,16 @@ def compare(
     seed: int = 0,
     equal_sizes: bool = True,
 ) -> list[HitRatioRow]:
-    """Hit ratio of LRU and the scored cache at the same byte budget on Zipf and scan-polluted workloads.
+    """Hit ratio of LRU and the scored cache at the same byte budget on ``workloads(...)``.
 
-    The budget is ``budget_fraction`` of the bytes of all ``n_keys`` distinct values; time is the request index,
-    and ``half_life`` defaults to ``4 x n_keys`` requests.
+    Time is the request index, and ``half_life`` defaults to ``4 x n_keys`` requests.
     """
     hl = float(half_life if half_life is not None else 4 * n_keys)
-    scans = scan_polluted_trace(n_keys, n_requests, 0.9, 0.3, 2000, seed)
-    workloads: list[tuple[str, np.ndarray, bool]] = [
-        (f"zipf alpha={a:g}", zipf_trace(n_keys, n_requests, a, seed), False) for a in alphas
-    ]
-    workloads.append(("zipf 0.9 + 30% scans", scans, False))
-    if equal_sizes:
-        # Every value the same size: the gain left is frequency and recency alone, not a preference for small values.
-        workloads.append(("zipf 0.9, equal sizes", zipf_trace(n_keys, n_requests, 0.9, seed), True))
-        workloads.append(("scans, equal sizes", scans, True))
     rows = []
-    for name, trace, same_size in workloads:
-        extra = max(0, int(trace.max()) + 1 - n_keys)  # scan keys beyond the Zipf population
-        if same_size:
-            sizes = np.full(n_keys + extra, 1024, dtype=np.int64)
-        else:
-            sizes = np.concatenate([key_sizes(n_keys, seed), key_sizes(extra, seed + 7)])
-        budget = int(sizes[:n_keys].sum() * budget_fraction)
-        lru, lru_bytes = replay(LRUCache(budget), trace, sizes)
-        scored, scored_bytes = replay(ScoredCache(budget, half_life=hl, clock=lambda: 0.0), trace, sizes)
-        rows.append(HitRatioRow(name, budget, lru, scored, lru_bytes, scored_bytes))
+    for w in workloads(n_keys, n_requests, alphas, budget_fraction, seed, equal_sizes):
+        lru, lru_bytes = replay(LRUCache(w.budget_bytes), w.trace, w.sizes)
+        scored, scored_bytes = replay(
+            ScoredCache(w.budget_bytes, half_life=hl, clock=lambda: 0.0), w.trace, w.sizes
+        )
+        rows.append(HitRatioRow(w.name, w.budget_bytes, lru, scored, lru_bytes, scored_bytes))
     return rows
