@@ -3,7 +3,8 @@
 Run against the live system after a deploy. Listeners are checked at the protocol level without credentials:
 the admin listener must answer ``GET /ready`` with 200, a PostgreSQL listener must answer an SSLRequest with
 ``S`` or ``N`` (PostgreSQL protocol docs, 55.2.10 "SSL Session Encryption"), a Redis listener must answer ``PING``
-with any RESP reply. Backends get the real probes of ``nexus_fast.server.backends`` (startup + ``SELECT 1``;
+with any RESP reply. When the config reveals a login (``auth_type = trust``, or a user with a plain password), a
+real login and ``SELECT 1`` go through the PostgreSQL listener as well. Backends get the real probes of ``nexus_fast.server.backends`` (startup + ``SELECT 1``;
 ``PING``).
 """
 
@@ -89,6 +90,44 @@ async def check_redis_listener(label: str, listen: str, timeout: float) -> Check
     return Check(what, True, f"PING -> {reply.decode(errors='replace').strip()}")
 
 
+def postgres_login(config: NexusConfig) -> tuple[str, str | None, str] | None:
+    """(user, password, database) that can log in through the proxy, when the config reveals one.
+
+    With ``auth_type = trust`` any configured user (else ``postgres``) will do; otherwise a user whose configured
+    secret is a plain password (an md5 or SCRAM secret cannot be turned back into a password).
+    """
+    pg = config.postgres
+    if pg is None:
+        return None
+    database = next((name for name in pg.databases if name != "*"), "postgres")
+    for user, entry in pg.users.items():
+        secret = entry.password.get_secret_value() if entry.password is not None else None
+        if pg.auth_type == "trust":
+            return user, secret, database
+        if secret and not secret.startswith(("md5", "SCRAM-SHA-256$")):
+            return user, secret, database
+    return ("postgres", None, database) if pg.auth_type == "trust" else None
+
+
+async def check_postgres_query(listen: str, login: tuple[str, str | None, str], timeout: float, tls: bool) -> Check:
+    """A real login and ``SELECT 1`` through the proxy's PostgreSQL listener."""
+    import asyncpg
+
+    user, password, database = login
+    host, port = _connect_target(listen)
+    what = f"query postgres {listen} (SELECT 1 as {user}@{database})"
+    try:
+        conn = await asyncpg.connect(host=host, port=port, user=user, password=password, database=database,
+                                     timeout=timeout, ssl="prefer" if tls else False)
+        try:
+            value = await conn.fetchval("SELECT 1", timeout=timeout)
+        finally:
+            await conn.close(timeout=timeout)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return Check(what, False, _why(exc))
+    return Check(what, value == 1, "" if value == 1 else f"SELECT 1 returned {value!r}")
+
+
 def _redis_listeners(config: NexusConfig) -> list[tuple[str, str]]:
     section = config.redis
     if section is None:
@@ -108,6 +147,10 @@ async def verify(config: NexusConfig, timeout: float = 3.0) -> list[Check]:
         checks.append(check_http("redis-health", admin.redis_health_listen, "/", timeout, want_200=False))
     if config.postgres is not None:
         checks.append(check_postgres_listener(config.postgres.listen, timeout))
+        login = postgres_login(config)
+        if login is not None:
+            tls = config.postgres.client_tls_sslmode != "disable"
+            checks.append(check_postgres_query(config.postgres.listen, login, timeout, tls))
     for name, listen in _redis_listeners(config):
         checks.append(check_redis_listener(name, listen, timeout))
 

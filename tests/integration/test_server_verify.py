@@ -40,7 +40,8 @@ def test_verify_passes_when_every_listener_and_backend_answers(tmp_path) -> None
     assert "ok   listener redis cache" in out and "PONG" in out
     assert f"ok   backend postgres test/primary {pg_host}:{pg_port} (db test, user postgres)" in out
     assert f"ok   backend redis cache/main {redis_host}:{redis_port}" in out
-    assert "all 5 checks passed" in out
+    assert "ok   query postgres" in out and "(SELECT 1 as postgres@test)" in out
+    assert "all 6 checks passed" in out
 
 
 def test_verify_lists_every_failure_and_exits_non_zero(tmp_path) -> None:
@@ -54,9 +55,21 @@ def test_verify_lists_every_failure_and_exits_non_zero(tmp_path) -> None:
     })
     assert result.returncode == 1, result.stdout
     out = result.stdout
-    assert "5 of 6 checks failed" in out
+    assert "6 of 7 checks failed" in out
+    assert f"FAIL query postgres 127.0.0.1:{dead[1]} (SELECT 1 as postgres@app): connection refused" in out
     assert f"FAIL listener admin 127.0.0.1:{dead[0]}: connection refused" in out
     assert f"FAIL listener postgres 127.0.0.1:{dead[1]}: connection refused" in out
     assert f"FAIL backend postgres app/primary 127.0.0.1:{dead[2]}" in out
     assert "FAIL backend postgres nodb/primary 127.0.0.1:5432" in out and "no_such_database_here" in out
     assert f"FAIL backend redis cache/127.0.0.1:{dead[3]} 127.0.0.1:{dead[3]}: connection refused" in out
+
+
+def test_verify_logs_in_through_a_running_proxy(tmp_path) -> None:
+    pg_host, pg_port = system_postgres_address()
+    config = {"postgres": {"listen": f"127.0.0.1:{free_port()}", "auth_type": "scram-sha-256",
+                           "users": {"postgres": {"password": "verify-pw"}},
+                           "databases": {"test": {"servers": [{"host": pg_host, "port": pg_port}]}}}}
+    with NexusProcess(config) as nexus:
+        result = verify(tmp_path, {**config, "admin": {"listen": nexus.admin_listen}})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok   query postgres {config['postgres']['listen']} (SELECT 1 as postgres@test)" in result.stdout
