@@ -137,6 +137,16 @@ def _sections(model: type[BaseModel], path: str) -> list[tuple[str, type[BaseMod
     return out
 
 
+def _child_section(tp: Any) -> str:
+    """"dict" / "list" when ``tp`` is a table or array of config sections, else ""."""
+    args = get_args(tp)
+    if get_origin(tp) is dict and len(args) == 2 and _is_section(_strip_optional(args[1])[0]):
+        return "dict"
+    if get_origin(tp) is list and args and _is_section(_strip_optional(args[0])[0]):
+        return "list"
+    return ""
+
+
 def render_markdown(root: type[BaseModel] = NexusConfig) -> str:
     lines = [HEADER]
     for path, model, doc in _sections(root, ""):
@@ -149,12 +159,17 @@ def render_markdown(root: type[BaseModel] = NexusConfig) -> str:
         lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
         for name, info in model.model_fields.items():
             tp, _ = _strip_optional(info.annotation)
+            described = info.description or ""
+            kind = type_name(info.annotation, info)
+            child = _child_section(tp)
             if _is_section(tp):
-                described = info.description or f"See `[{path}.{name}]`."
-            else:
-                described = info.description or ""
-            lines.append(f"| `{name}` | {_cell(type_name(info.annotation, info))} | {_cell(default_text(info))} | "
-                         f"{_cell(described)} |")
+                described = described or f"See `[{path}.{name}]`."
+                kind = f"table `[{path}.{name}]`"
+            elif child == "dict":
+                kind = f"tables `[{path}.{name}.<name>]`"
+            elif child == "list":
+                kind = f"array of tables `[[{path}.{name}]]`"
+            lines.append(f"| `{name}` | {_cell(kind)} | {_cell(default_text(info))} | {_cell(described)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
