@@ -25,3 +25,11 @@ def test_api_page_examples_run(page: str, capsys: pytest.CaptureFixture[str]) ->
     for block in blocks:
         exec(compile(block, str(DOCS / page), "exec"), {"__name__": "__doc_example__"})
     assert capsys.readouterr().out  # every example prints what it shows
+
+
+def test_warm_up_loads_every_kernel_module() -> None:
+    from nexus_fast.kernels.warmup import warm_up
+
+    spent = warm_up()
+    assert set(spent) == {"hashing", "eviction", "anomaly"}
+    assert all(s >= 0.0 for s in spent.values())
