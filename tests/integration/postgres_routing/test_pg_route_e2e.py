@@ -164,3 +164,60 @@ async def test_session_mode_keeps_sessions_on_the_primary(pg_cluster: PostgresCl
             assert await _where(hinted, "SELECT pg_is_in_recovery()") is ON_REPLICA  # the whole session
         finally:
             await hinted.close()
+
+
+_STANDBY_READS = [
+    "SELECT * FROM judged WHERE id = 1",
+    "SELECT count(*), max(a), string_agg(b, ',') FROM judged",
+    "WITH x AS (SELECT a FROM judged) SELECT sum(a) FROM x",
+    "SELECT lower(b), now(), random() FROM judged",
+    "SELECT * FROM generate_series(1, 3) g(n) JOIN judged ON judged.id = g.n",
+    "TABLE judged",
+    "VALUES (1), (2)",
+    "SHOW search_path",
+    "EXPLAIN SELECT * FROM judged",
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()",
+    "SELECT $$ DELETE FROM judged $$, 'UPDATE judged SET a = 1'",
+]
+_STANDBY_REFUSES = [
+    "INSERT INTO judged VALUES (9, 9, 'x')",
+    "UPDATE judged SET a = 2",
+    "DELETE FROM judged",
+    "SELECT * FROM judged FOR UPDATE",
+    "SELECT * FROM judged FOR SHARE",
+    "WITH d AS (DELETE FROM judged RETURNING *) SELECT count(*) FROM d",
+    "SELECT nextval('judged_seq')",
+    "SELECT setval('judged_seq', 5)",
+    "SELECT txid_current()",
+    "SELECT 1 INTO judged_copy",
+    "CREATE TABLE judged2 (x int)",
+    "TRUNCATE judged",
+    "LOCK TABLE judged",
+    "SELECT pg_current_wal_lsn()",
+]
+
+
+async def test_the_classifier_agrees_with_a_real_hot_standby(pg_cluster: PostgresCluster) -> None:
+    """What the classifier sends to replicas runs on a hot standby; what it keeps on the primary, the standby refuses."""
+    from nexus_fast.postgres.sql_classify import classify
+
+    pg_cluster.primary.execute(
+        "DROP TABLE IF EXISTS judged; CREATE TABLE judged (id int, a int, b text); INSERT INTO judged VALUES (1, 1, 'a');"
+        "DROP SEQUENCE IF EXISTS judged_seq; CREATE SEQUENCE judged_seq")
+    pg_cluster.wait_caught_up()
+    standby = await psycopg.AsyncConnection.connect(pg_cluster.standby.conninfo(), autocommit=True)
+    try:
+        for sql in _STANDBY_READS:
+            assert classify(sql).read_only, sql
+            await standby.execute(sql)  # raises if the standby refuses it
+        for sql in _STANDBY_REFUSES:
+            assert not classify(sql).read_only, sql
+            try:
+                await standby.execute(sql)
+            except psycopg.Error as exc:
+                # 25006 read_only_sql_transaction; 55000 object_not_in_prerequisite_state (WAL control functions)
+                assert exc.sqlstate in ("25006", "55000"), (sql, exc.sqlstate, str(exc))
+            else:
+                raise AssertionError(f"the standby ran {sql!r}")
+    finally:
+        await standby.close()
