@@ -203,3 +203,29 @@ def test_compiled_and_pure_make_identical_choices(algorithm, weights, seed, step
         assert sels[0].active == sels[1].active
         assert sels[0].effective_weights == pytest.approx(sels[1].effective_weights)
         assert sels[0].ewma_latency == pytest.approx(sels[1].ewma_latency)
+
+
+@settings(max_examples=30, deadline=None)
+@given(weights=st.lists(st.integers(1, 6), min_size=1, max_size=6), rounds=st.integers(1, 3))
+def test_smooth_wrr_is_exactly_proportional_per_cycle(weights, rounds) -> None:
+    # nginx's smooth WRR picks endpoint i exactly w_i times in every sum(w) consecutive picks.
+    for which in ("native", "pure"):
+        module = _extensions.load_native("selectors") if which == "native" else _extensions.pure("selectors")
+        if module is None:
+            continue
+        sel = make(module, "weighted_round_robin", [float(w) for w in weights])
+        for _ in range(rounds):
+            picks = collections.Counter(sel.select([True] * len(weights)) for _ in range(sum(weights)))
+            assert [picks[i] for i in range(len(weights))] == weights
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 8), gone=st.integers(0, 7), seed=st.integers(0, 2**32))
+def test_ip_hash_moves_only_the_keys_of_a_leaving_endpoint(n, gone, seed) -> None:
+    gone %= n
+    sel = public.create_selector("ip_hash", n, seed=seed)
+    keys = [b"%d:%d" % (seed, k) for k in range(200)]
+    before = [sel.select([True] * n, key=k) for k in keys]
+    after = [sel.select([i != gone for i in range(n)], key=k) for k in keys]
+    assert all(a == b for a, b in zip(after, before, strict=True) if b != gone)
+    assert gone not in after
