@@ -9,12 +9,13 @@ to connections already open as well as to new ones::
     with FaultProxy("127.0.0.1", 5432) as fp:   # listens on 127.0.0.1:<free port>, forwards to 127.0.0.1:5432
         dsn = f"postgresql://postgres@127.0.0.1:{fp.port}/postgres"
         fp.delay(0.2)        # every chunk, both directions, forwarded 200 ms late
-        fp.blackhole()       # accept and read, forward nothing: peers hang until their own timeouts
+        fp.blackhole()       # (alias fp.drop()) accept and read, forward nothing: peers hang until their timeouts
         fp.cut()             # reset (RST) every open connection; new ones are reset on accept
         fp.refuse()          # close the listener: connects are refused (fp.pass_through() re-opens it)
         fp.pass_through()    # back to normal
         fp.connections       # currently open client connections
         fp.accepted          # client connections accepted so far
+        fp.set_mode("delay", delay=0.1)   # the same switches by name, for parametrized tests
 
 Modes: ``"pass"``, ``"delay"``, ``"blackhole"``, ``"cut"``, ``"refuse"`` (``fp.mode``).
 """
@@ -120,6 +121,16 @@ class FaultProxy:
     def blackhole(self) -> None:
         self.mode = "blackhole"
         self._call(self._listen())
+
+    drop = blackhole  # the same fault under its other common name
+
+    def set_mode(self, mode: Mode, delay: float = 0.0) -> None:
+        """Switch by name (handy in parametrized tests): pass, delay (with ``delay`` seconds), blackhole, cut, refuse."""
+        actions = {"pass": self.pass_through, "blackhole": self.blackhole, "cut": self.cut, "refuse": self.refuse}
+        if mode == "delay":
+            self.delay(delay)
+        else:
+            actions[mode]()
 
     def cut(self) -> None:
         self.mode = "cut"

@@ -152,3 +152,23 @@ async def test_usable_from_async_code_in_front_of_a_real_redis() -> None:
             await writer.wait_closed()
         except ConnectionResetError:
             pass
+
+
+@pytest.mark.parametrize(("mode", "outcome"), [("pass", "echo"), ("delay", "echo"), ("blackhole", "timeout"),
+                                               ("cut", "reset"), ("refuse", "refused")])
+def test_set_mode_by_name(echo, mode: str, outcome: str) -> None:
+    with FaultProxy("127.0.0.1", echo.port) as fp:
+        fp.set_mode(mode, delay=0.05)  # type: ignore[arg-type]
+        assert fp.mode == mode
+        try:
+            with socket.create_connection(fp.address, timeout=0.5) as sock:
+                sock.sendall(b"m")
+                got = sock.recv(10)
+                result = "echo" if got == b"m" else "reset"
+        except ConnectionRefusedError:
+            result = "refused"
+        except ConnectionResetError:
+            result = "reset"
+        except TimeoutError:
+            result = "timeout"
+        assert result == outcome
