@@ -178,6 +178,8 @@ class Pool:
         self.metrics = PoolMetrics(metrics, (name, user, f"{login.host}:{login.port}"))
         self.budget = RetryBudget(config.retry_budget_ratio)
         self.server_params: dict[str, str] | None = None
+        # Login greetings built from server_params per client parameter set (see ClientSession._finish_login).
+        self.greetings: dict[tuple[tuple[str, str], ...], tuple[Any, ...]] = {}
         self.closed = False
         self.paused = False
         self._db_counter = db_counter

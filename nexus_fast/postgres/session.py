@@ -247,6 +247,8 @@ class ClientSession(asyncio.Protocol):
                     # requests, kept for when the session is READY.
                     self.state = CONNECTING
                     self.inbuf += self.login.take_rest()
+                    if not self._login_fast():
+                        self._spawn(self._login_complete())
                     return
             elif isinstance(event, pq.PasswordReceived):
                 self._on_password(event.data)
@@ -306,7 +308,8 @@ class ClientSession(asyncio.Protocol):
             self.fatal(f'no such database: "{self.database}"', "3D000")
             return
         self.state = AUTH
-        self._spawn(self._authenticate())
+        if cfg.auth_type != "trust":
+            self._spawn(self._authenticate())
 
     async def _authenticate(self) -> None:
         cfg = self.config
@@ -387,14 +390,7 @@ class ClientSession(asyncio.Protocol):
             if self.inbuf:
                 self._admin_pump()
             return
-        settings = self.config.pool_settings(self.database, self.user)
-        self.pool_mode = settings.pool_mode
-        self.track_prepared = self.pool_mode != "session" and self.config.max_prepared_statements > 0
-        self.route_state = ClientRouteState(self.database, self.user, self.addr, pool_mode=self.pool_mode)
-        entry = self.config.database(self.database)
-        assert entry is not None
-        self.single_server = len(entry.server_list()) == 1
-        primary = plane.pool_for(self, entry.server_list().index(entry.primary()))
+        primary = self._setup_pools()
         params: dict[str, str] | None = primary.server_params
         try:
             # Session mode too borrows the server at the first query (as PgBouncer), so logins never queue.
@@ -405,17 +401,50 @@ class ClientSession(asyncio.Protocol):
         except ServerError as exc:
             self.fatal(str(exc), exc.sqlstate)
             return
-        self.params = dict(params or {})
-        for key, value in self.startup_params.items():
-            canon = _TRACKED_LOWER.get(key.lower())
-            if canon and _norm(self.params.get(canon, "")) != _norm(value):
-                self.params[canon] = value
-        self._param_sig = self._signature()
-        out = [pq.auth_ok()]
-        out += [pq.parameter_status(k, v) for k, v in self.params.items()]
-        out.append(pq.backend_key_data(self.pid, self.key))
-        out.append(pq.ready_for_query())
-        self.write(b"".join(out))
+        self._finish_login(primary, params)
+
+    def _setup_pools(self) -> Pool:
+        settings = self.config.pool_settings(self.database, self.user)
+        self.pool_mode = settings.pool_mode
+        self.track_prepared = self.pool_mode != "session" and self.config.max_prepared_statements > 0
+        self.route_state = ClientRouteState(self.database, self.user, self.addr, pool_mode=self.pool_mode)
+        entry = self.config.database(self.database)
+        assert entry is not None
+        servers = entry.server_list()
+        self.single_server = len(servers) == 1
+        return self.plane.pool_for(self, servers.index(entry.primary()))
+
+    def _login_fast(self) -> bool:
+        """Trust login when the pool already knows the server parameters: no task, no await (pgbench -C)."""
+        if self.database in ADMIN_DATABASES and self.database not in self.config.databases:
+            return False
+        primary = self._setup_pools()
+        if primary.server_params is None:
+            return False
+        self._cancel_timer("login")
+        self.pid, self.key = self.plane.new_cancel_key(self)
+        self._finish_login(primary, primary.server_params)
+        return True
+
+    def _finish_login(self, primary: Pool, params: dict[str, str]) -> None:
+        # The greeting (AuthenticationOk + ParameterStatus) depends only on the pool's server parameters and the
+        # client's tracked startup parameters: built once per combination.
+        wanted = tuple(sorted((k, v) for k, v in self.startup_params.items() if k.lower() in _TRACKED_LOWER))
+        cached = primary.greetings.get(wanted)
+        if cached is None or cached[0] is not params:
+            merged = dict(params)
+            for key, value in wanted:
+                canon = _TRACKED_LOWER[key.lower()]
+                if _norm(merged.get(canon, "")) != _norm(value):
+                    merged[canon] = value
+            greeting = pq.auth_ok() + b"".join(pq.parameter_status(k, v) for k, v in merged.items())
+            sig = tuple(_norm(merged.get(k, "")) for k in TRACKED_PARAMS)
+            cached = (params, merged, sig, greeting)
+            if len(primary.greetings) < 64:
+                primary.greetings[wanted] = cached
+        self.params = dict(cached[1])
+        self._param_sig = cached[2]
+        self.write(cached[3] + pq.backend_key_data(self.pid, self.key) + pq.ready_for_query())
         self.state = READY
         self._arm_idle(b"I")
         if self.inbuf and not self.waiting:
