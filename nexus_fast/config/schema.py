@@ -26,7 +26,7 @@ from nexus_fast.redis.config import RedisConfig
 class ServerSection(Section):
     """The process: worker count, shutdown and logging."""
 
-    workers: int | Literal["auto"] = Field(1, description='Worker processes sharing the listeners; "auto" = CPU count.')
+    workers: int | Literal["auto"] = Field(1, description='Worker processes sharing the listeners; "auto" = the CPUs this process may use.')
     shutdown_timeout: Duration = Field(30.0, description="How long SIGTERM waits for in-flight work before closing.")
     log_format: Literal["logfmt", "json"] = Field(
         "logfmt", description="Structured log lines on stderr: logfmt (key=value) or json, one line per event.")
@@ -41,7 +41,13 @@ class ServerSection(Section):
         return value
 
     def worker_count(self) -> int:
-        return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)
+        if self.workers != "auto":
+            return int(self.workers)
+        # The CPUs this process may run on (a container's cpuset), not every CPU of the host.
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
 
 class AdminSection(Section):

@@ -329,3 +329,25 @@ def test_reload_refuses_what_only_a_restart_can_change() -> None:
         status, body = nexus.post("/reload")
         assert status == 422 and body["reason"].startswith("adding the [redis] section needs a restart")
         assert ask(port, "INTERVAL") == "1s"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def test_workers_exit_when_the_supervisor_is_killed() -> None:
+    nexus, _port = echo_nexus(workers=2)
+    with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
+        workers = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
+        assert all(_running(pid) for pid in workers)
+        os.kill(nexus.pid, 9)  # no chance to forward anything: the kernel's parent-death signal must do it
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(pid) for pid in workers), nexus.logs
+        assert len(nexus.events("stopped")) == 2  # they drained and stopped, not crashed

@@ -96,7 +96,7 @@ def test_toml_syntax_and_unreadable_files_are_config_errors(tmp_path) -> None:
 
 def test_workers_auto_resolves_to_the_cpu_count(tmp_path) -> None:
     loaded = load_config(write(tmp_path, '[server]\nworkers = "auto"\n'))
-    assert loaded.config.server.worker_count() == (os.cpu_count() or 1)
+    assert loaded.config.server.worker_count() == len(os.sched_getaffinity(0))
 
 
 def test_secrets_are_redacted_on_request_and_kept_otherwise() -> None:
