@@ -928,7 +928,7 @@ class ClientSession(asyncio.Protocol):
             return
         server.session = None
         if self.config.server_reset_query_always and self.config.server_reset_query:
-            self._spawn(self._reset_and_release(server, pool, False))
+            self.plane.spawn(self._reset_and_release(server, pool, False))
             return
         pool.release(server)
 
