@@ -27,7 +27,7 @@ Sharding and the query cache slot in as further rules (``Router.rules`` is a pla
 ``shard`` or ``cache`` in the decision and pass, leaving the server choice to later rules).
 
 Replica availability: ``replica_failed`` (monitor probe failure) and ``on_server_error`` (a session's connect
-failure) ban a replica for ``ban_time``; ``replica_observed`` records its lag, taking it out while lag exceeds
+failure) ban a replica for ``ban_time`` and, while the monitor runs, until a health check passes after that; ``replica_observed`` records its lag, taking it out while lag exceeds
 ``max_replica_lag`` and putting it back when it catches up. :class:`~nexus_fast.postgres.replica_monitor.ReplicaMonitor`
 calls them; ``await router.start()`` / ``await router.close()`` run it.
 
@@ -111,13 +111,16 @@ class ReplicaState:
     lagging: bool = False  # lag above max_replica_lag: out until it catches up
     in_recovery: bool = True
     routed: int = 0  # reads sent here
+    needs_probe: bool = False  # banned while a monitor runs: back only after a health check succeeds
 
     def available(self, now: float) -> bool:
-        return now >= self.banned_until and not self.lagging
+        return now >= self.banned_until and not self.needs_probe and not self.lagging
 
     def out_reason(self, now: float, max_lag: float) -> str:
         if now < self.banned_until:
             return f"banned for {self.banned_until - now:.1f}s more: {self.ban_reason}"
+        if self.needs_probe:
+            return f"waiting for a passing health check: {self.ban_reason}"
         if self.lagging:
             return f"replica lag {self.lag_s or 0.0:.1f}s > {max_lag:g}s"
         return ""
@@ -427,6 +430,10 @@ class Router:
         # between two monitor polls while still down.
         replica.banned_until = now + self.entry.ban_time
         replica.ban_reason = reason
+        # With a monitor running, ban_time passing is not enough: a replica still down when its ban ends would
+        # take reads (and fail them) until the next poll. It returns after a health check passes (PgCat returns
+        # it on expiry alone; without a monitor, so do we).
+        replica.needs_probe = self.monitor is not None
         self._export(replica)
         if was_banned:
             return
@@ -442,6 +449,7 @@ class Router:
         replica = self.replicas[slot]
         replica.lag_s = lag_s
         replica.in_recovery = in_recovery
+        replica.needs_probe = False
         lagging = lag_s > self.entry.max_replica_lag
         if lagging != replica.lagging:
             log.warning("replica %s of %s %s (lag %.1fs, bound %gs)", replica.address, self.database,

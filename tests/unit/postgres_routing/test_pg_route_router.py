@@ -351,3 +351,16 @@ def test_session_mode_sessions_go_to_the_primary_unless_asked() -> None:
     router.route("SET nexus.role = replica", state)
     assert router.route("SELECT 1", state).role == "replica"
     assert router.route("SELECT 1", client(pool_mode="statement")).role == "replica"
+
+
+def test_with_a_monitor_a_ban_ends_only_after_a_passing_health_check() -> None:
+    clock = Clock()
+    router = make(clock=clock, ban_time="1s")
+    router.monitor = object()  # type: ignore[assignment]  # as if started: bans then wait for a probe
+    router.on_server_error(1, "connect refused")
+    clock.now += 5  # ban_time long over, but no probe has passed: still out (no flapping back in while down)
+    assert {router.route("SELECT 1", client()).server_index for _ in range(4)} == {2}
+    assert "waiting for a passing health check" in router.health()[0].reason
+    router.replica_observed(1, 0.0, True)
+    assert {router.route("SELECT 1", client()).server_index for _ in range(4)} == {1, 2}
+    router.monitor = None
