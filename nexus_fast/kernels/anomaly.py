@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from nexus_fast.kernels.config import NJIT_OPTIONS
+from nexus_fast.kernels.jitmode import run_kernel
 
 MIN_SCALE = 1e-12
 MAD_TO_Z = 0.6745
@@ -239,7 +240,7 @@ def ewma_scores(
     _check(alpha, threshold, warmup)
     if state.shape != (3,) or state.dtype != np.float64:
         raise ValueError("state must come from new_ewma_state()")
-    return _ewma_kernel(_series("values", values), state, float(alpha), float(threshold), int(warmup))  # type: ignore[no-any-return]
+    return run_kernel(_ewma_kernel, _series("values", values), state, float(alpha), float(threshold), int(warmup))  # type: ignore[no-any-return]
 
 
 def new_mad_state(window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -257,7 +258,7 @@ def mad_scores(
     ring, ordered, meta = state
     if ring.dtype != np.float64 or ordered.shape != (ring.size + 1,) or meta.shape != (2,) or meta.dtype != np.int64:
         raise ValueError("state must come from new_mad_state()")
-    return _mad_kernel(_series("values", values), ring, ordered, meta, float(threshold), int(warmup))  # type: ignore[no-any-return]
+    return run_kernel(_mad_kernel, _series("values", values), ring, ordered, meta, float(threshold), int(warmup))  # type: ignore[no-any-return]
 
 
 def new_seasonal_state(n_slots: int) -> np.ndarray:
@@ -291,6 +292,6 @@ def seasonal_scores(
         raise ValueError("times and values must have the same length")
     if state.ndim != 2 or state.shape[0] < 2 or state.shape[1] != 3 or state.dtype != np.float64:
         raise ValueError("state must come from new_seasonal_state()")
-    return _seasonal_kernel(  # type: ignore[no-any-return]
-        t, v, state, float(slot_seconds), float(alpha), float(var_alpha), float(threshold), int(warmup)
+    return run_kernel(  # type: ignore[no-any-return]
+        _seasonal_kernel, t, v, state, float(slot_seconds), float(alpha), float(var_alpha), float(threshold), int(warmup)
     )

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from nexus_fast.kernels.config import NJIT_OPTIONS
+from nexus_fast.kernels.jitmode import run_kernel
 
 LN2 = 0.6931471805599453
 
@@ -145,7 +146,7 @@ def _inputs(
 def gdsf_scores(count: Any, last_access: Any, size: Any, cost: Any, now: float, half_life: float) -> np.ndarray:
     """The score of every entry (lower is evicted first)."""
     c, la, sz, co = _inputs(count, last_access, size, cost, half_life)
-    return _gdsf_scores_kernel(c, la, sz, co, float(now), float(half_life))  # type: ignore[no-any-return]
+    return run_kernel(_gdsf_scores_kernel, c, la, sz, co, float(now), float(half_life))  # type: ignore[no-any-return]
 
 
 def lowest_k(scores: Any, k: int, live: Any = None) -> np.ndarray:
@@ -158,7 +159,7 @@ def lowest_k(scores: Any, k: int, live: Any = None) -> np.ndarray:
         raise ValueError("k must be >= 0")
     if k == 0:
         return np.empty(0, dtype=np.int64)
-    return _lowest_k_kernel(s, mask, int(k))  # type: ignore[no-any-return]
+    return run_kernel(_lowest_k_kernel, s, mask, int(k))  # type: ignore[no-any-return]
 
 
 def eviction_candidates(
@@ -180,6 +181,6 @@ def eviction_candidates(
         raise ValueError("k must be >= 0")
     if k == 0:
         return np.empty(0, dtype=np.int64)
-    return _eviction_candidates_kernel(  # type: ignore[no-any-return]
-        c, la, sz, co, mask, float(now), float(half_life), int(k)
+    return run_kernel(  # type: ignore[no-any-return]
+        _eviction_candidates_kernel, c, la, sz, co, mask, float(now), float(half_life), int(k)
     )

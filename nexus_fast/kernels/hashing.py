@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numba
 import numpy as np
 from numba import njit
 
 from nexus_fast.kernels.config import NJIT_OPTIONS
+from nexus_fast.kernels.jitmode import run_kernel
 
 U64 = np.uint64
 M32 = U64(0xFFFFFFFF)
@@ -312,24 +312,14 @@ def _rendezvous_kernel(key_hashes: Any, weights: Any) -> Any:
 # --------------------------------------------------------------------------------------------------- wrappers --
 
 
-def _run(kernel: Any, *args: Any) -> np.ndarray:
-    """Call a kernel; interpreted (``NUMBA_DISABLE_JIT=1``) the unsigned arithmetic wraps as compiled code does,
-    so NumPy's scalar overflow warnings are silenced there."""
-    if getattr(numba.config, "DISABLE_JIT", False):
-        with np.errstate(over="ignore"):
-            return kernel(*args)  # type: ignore[no-any-return]
-    return kernel(*args)  # type: ignore[no-any-return]
-
-
-
 def fnv1a_32(keys: KeyBatch) -> np.ndarray:
     """FNV-1a 32-bit of every key (``uint32`` array)."""
-    return _run(_fnv1a_32_kernel, *_packed(keys))
+    return run_kernel(_fnv1a_32_kernel, *_packed(keys))
 
 
 def fnv1a_64(keys: KeyBatch) -> np.ndarray:
     """FNV-1a 64-bit of every key (``uint64`` array)."""
-    return _run(_fnv1a_64_kernel, *_packed(keys))
+    return run_kernel(_fnv1a_64_kernel, *_packed(keys))
 
 
 def murmur3_32(keys: KeyBatch, seed: int = 0) -> np.ndarray:
@@ -337,7 +327,7 @@ def murmur3_32(keys: KeyBatch, seed: int = 0) -> np.ndarray:
     if not 0 <= seed <= 0xFFFFFFFF:
         raise ValueError("seed must fit in 32 bits")
     buf, offsets = _packed(keys)
-    return _run(_murmur3_32_kernel, buf, offsets, U64(seed))
+    return run_kernel(_murmur3_32_kernel, buf, offsets, U64(seed))
 
 
 def _tag_bytes(hash_tag: bytes | str | None) -> tuple[int, int]:
@@ -357,7 +347,7 @@ def twemproxy_hash(name: str, keys: KeyBatch, hash_tag: bytes | str | None = Non
         raise ValueError(f"unsupported hash {name!r}; batch hashing supports {', '.join(TWEMPROXY_HASHES)}") from None
     open_tag, close_tag = _tag_bytes(hash_tag)
     buf, offsets = _packed(keys)
-    return _run(_twemproxy_hash_kernel, code, buf, offsets, open_tag, close_tag)
+    return run_kernel(_twemproxy_hash_kernel, code, buf, offsets, open_tag, close_tag)
 
 
 def ketama_lookup(values: np.ndarray, owners: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -375,7 +365,7 @@ def ketama_lookup(values: np.ndarray, owners: np.ndarray, hashes: np.ndarray) ->
         return np.full(hashes.size, -1, dtype=np.int64)
     if values.size > 1 and np.any(values[1:] < values[:-1]):
         raise ValueError("values must be sorted")
-    return _run(_ketama_lookup_kernel, values, owners, hashes)
+    return run_kernel(_ketama_lookup_kernel, values, owners, hashes)
 
 
 def ring_lookup_batch(ring: Any, keys: KeyBatch) -> np.ndarray:
@@ -396,7 +386,7 @@ def ring_lookup_batch(ring: Any, keys: KeyBatch) -> np.ndarray:
     open_tag, close_tag = _tag_bytes(ring.hash_tag)
     zero_hash = len(ring.nodes) == 1  # one server short-circuits to hash 0 (server_pool_hash)
     code = _TWEMPROXY_CODES[ring.hash_name]
-    return _run(_ring_lookup_kernel, code, buf, offsets, open_tag, close_tag, values, owners, zero_hash)
+    return run_kernel(_ring_lookup_kernel, code, buf, offsets, open_tag, close_tag, values, owners, zero_hash)
 
 
 def jump_hash(keys: np.ndarray | Sequence[int], n_buckets: int) -> np.ndarray:
@@ -404,7 +394,7 @@ def jump_hash(keys: np.ndarray | Sequence[int], n_buckets: int) -> np.ndarray:
     if n_buckets < 1:
         raise ValueError("n_buckets must be >= 1")
     arr = np.ascontiguousarray(keys, dtype=np.uint64)
-    return _run(_jump_hash_kernel, arr, int(n_buckets))
+    return run_kernel(_jump_hash_kernel, arr, int(n_buckets))
 
 
 def rendezvous(key_hashes: np.ndarray | Sequence[int], weights: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -417,4 +407,4 @@ def rendezvous(key_hashes: np.ndarray | Sequence[int], weights: Sequence[float] 
     if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("weights must be a 1-D array of finite values >= 0")
     arr = np.ascontiguousarray(key_hashes, dtype=np.uint64)
-    return _run(_rendezvous_kernel, arr, w)
+    return run_kernel(_rendezvous_kernel, arr, w)

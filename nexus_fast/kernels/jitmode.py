@@ -11,9 +11,21 @@ from __future__ import annotations
 import contextlib
 import types
 from collections.abc import Iterator
+from typing import Any
 
+import numba
 import numpy as np
 from numba.core.registry import CPUDispatcher
+
+
+def run_kernel(kernel: Any, *args: Any) -> Any:
+    """Call a kernel. Interpreted (``NUMBA_DISABLE_JIT=1``) it runs on NumPy scalars, which warn where compiled code
+    (``error_model="numpy"``) silently wraps unsigned integers or returns inf; those warnings are silenced so both
+    paths behave alike."""
+    if getattr(numba.config, "DISABLE_JIT", False):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return kernel(*args)
+    return kernel(*args)
 
 
 @contextlib.contextmanager
@@ -25,7 +37,7 @@ def interpreted(*modules: types.ModuleType) -> Iterator[None]:
                 if isinstance(obj, CPUDispatcher):
                     saved.append((module, name, obj))
                     setattr(module, name, obj.py_func)
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             yield
     finally:
         for module, name, obj in saved:
