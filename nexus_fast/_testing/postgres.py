@@ -18,6 +18,7 @@ Usage::
         cluster.primary.execute("INSERT ...")            # ... now it lags
         cluster.resume_replay(); cluster.wait_caught_up()
         cluster.standby.stop(); cluster.standby.start()  # or .restart(), .kill() (SIGKILL the postmaster)
+        cluster.standby.promote()                        # failover: the standby becomes a primary
     # every server stopped and every file removed here, even if the body raised
 
 ``postgres_node()`` gives a single primary. ``system_postgres_dsn()`` names the machine's own PostgreSQL for tests
@@ -227,6 +228,12 @@ class PostgresNode:
 
     def reload(self) -> None:
         _run([f"{PG_BIN}/pg_ctl", "reload", "-D", self.data_dir])
+
+    def promote(self, timeout: float = 30.0) -> None:
+        """Promote a standby to a primary (``pg_ctl promote -w``): it leaves recovery and accepts writes."""
+        _run([f"{PG_BIN}/pg_ctl", "promote", "-D", self.data_dir, "-w", "-t", str(int(timeout))],
+             timeout=timeout + 10)
+        self.role = "primary"
 
     def postmaster_pid(self) -> int | None:
         try:

@@ -70,3 +70,20 @@ async def test_stopped_replica_is_banned_and_reads_go_to_the_primary(pg_cluster:
     finally:
         await router.close()
     assert router.monitor is None
+
+
+async def test_a_promoted_replica_keeps_serving_reads_and_says_so() -> None:
+    from nexus_fast._testing.postgres import postgres_cluster
+
+    with postgres_cluster(standbys=1) as cluster:
+        router = _router(cluster)
+        await router.start()
+        try:
+            await asyncio.to_thread(cluster.standby.promote)
+            assert cluster.standby.execute("SELECT pg_is_in_recovery()") == "f"
+            await _until(lambda: not router.replicas[0].in_recovery)
+            assert _role(router) == "replica"  # still serving reads, lag 0
+            assert router.replicas[0].lag_s == 0.0
+            assert router.health()[0].reason == "not in recovery (promoted?)"
+        finally:
+            await router.close()
