@@ -58,7 +58,7 @@ class RunSettings:
 
     @classmethod
     def full(cls) -> RunSettings:
-        return cls(mode="full", rounds=3, pg_duration_s=10, redis_requests={1: 200000, 16: 1000000},
+        return cls(mode="full", rounds=3, pg_duration_s=10, redis_requests={1: 100000, 16: 1000000},
                    idle_connections=10000, settle_s=2.0)
 
 
@@ -364,7 +364,7 @@ def run(settings: RunSettings, *, scenarios: list[str] | None, targets: list[str
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, 2 rounds, 1,000 idle connections "
                         "(about 2-3 minutes); the default is full mode (3 rounds, 10 s pgbench runs, 10,000 idle "
-                        "connections; about 20 minutes)")
+                        "connections; about 25 minutes on 2 cores)")
     parser.add_argument("--scenarios", default="", help="comma-separated families (redis, ring, postgres, idle), "
                         "job or scenario ids, wildcards allowed (default: all)")
     parser.add_argument("--targets", default="", help=f"comma-separated subset of {', '.join(TARGET_NAMES)}")

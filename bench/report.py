@@ -74,6 +74,61 @@ def build_report(*, run_info: dict[str, Any], machine_description: dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The product's performance targets (PRODUCT.md section 5), checked on this run's medians
+
+
+def _ratio_of(report: dict[str, Any], scenario: str, target: str, key: str) -> float | None:
+    for summary in report["summaries"]:
+        if summary["scenario"] == scenario and summary["target"] == target:
+            value = summary.get("ratios", {}).get(key)
+            return float(value) if value is not None else None
+    return None
+
+
+def _kib(report: dict[str, Any], scenario: str, target: str) -> float | None:
+    for summary in report["summaries"]:
+        if summary["scenario"] == scenario and summary["target"] == target:
+            value = _median(summary, "bytes_per_connection")
+            return value / 1024 if value is not None else None
+    return None
+
+
+def target_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (goal, scenario): the measured ratio or figure, the goal, and whether this run met it (None
+    when a figure is missing)."""
+    rows: list[dict[str, Any]] = []
+
+    def add(goal: str, scenario: str, measured: float | None, met: bool | None, shown: str) -> None:
+        rows.append({"goal": goal, "scenario": scenario, "measured": measured, "met": met, "shown": shown})
+
+    ids = {scenario["id"]: scenario for scenario in report["scenarios"]}
+    for scenario_id, scenario in ids.items():
+        family = scenario["family"]
+        if family in ("redis", "ring"):
+            tput = _ratio_of(report, scenario_id, "nexus-1w", "throughput_vs_peer")
+            p99 = _ratio_of(report, scenario_id, "nexus-1w", "latency_p99_ms_vs_peer")
+            met = None if tput is None or p99 is None else tput >= 1.0 and p99 <= 1.0
+            add("1 worker >= twemproxy throughput, p99 no worse", scenario_id, tput, met,
+                f"{format_ratio(tput)} throughput, {format_ratio(p99)} p99")
+            two = _ratio_of(report, scenario_id, "nexus-2w", "throughput_vs_peer")
+            add("2 workers well ahead of twemproxy (>= 1.25x, our reading of 'well ahead')", scenario_id, two,
+                None if two is None else two >= 1.25, format_ratio(two))
+        elif family == "postgres" and "connect" not in scenario_id:
+            tput = _ratio_of(report, scenario_id, "nexus-1w", "throughput_vs_peer")
+            add("1 worker >= PgBouncer tps", scenario_id, tput, None if tput is None else tput >= 1.0,
+                format_ratio(tput))
+        elif family == "postgres":
+            tput = _ratio_of(report, scenario_id, "nexus-1w", "throughput_vs_direct")
+            add(">= 10x direct PostgreSQL with a connection per transaction", scenario_id, tput,
+                None if tput is None else tput >= 10.0, format_ratio(tput))
+        elif family == "idle":
+            kib = _kib(report, scenario_id, "nexus-1w")
+            add("at most a few KiB per idle client connection (<= 4 KiB)", scenario_id, kib,
+                None if kib is None else kib <= 4.0, "n/a" if kib is None else f"{kib:.2f} KiB")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Markdown
 
 
@@ -121,6 +176,14 @@ def markdown(report: dict[str, Any]) -> str:
               "PgBouncer for PostgreSQL), both measured in this run: above 1x is better for throughput, below "
               "1x is better for p99, CPU and memory. CPU is the target's process CPU time per request "
               "(per transaction for pgbench).", ""]
+    checks = target_checks(report)
+    if checks:
+        lines += ["## Against the performance targets (PRODUCT.md section 5)", "",
+                  "| goal | scenario | this run | met |", "|---|---|---:|---|"]
+        for check in checks:
+            met = {True: "yes", False: "no", None: "n/a"}[check["met"]]
+            lines.append(f"| {check['goal']} | {check['scenario']} | {check['shown']} | {met} |")
+        lines.append("")
     summaries = report["summaries"]
     families = [("redis", "Redis, one node"), ("ring", "Redis, 3-node ring"), ("postgres", "PostgreSQL"),
                 ("idle", "Idle client connections")]
@@ -139,6 +202,8 @@ def markdown(report: dict[str, Any]) -> str:
             rows.sort(key=lambda s: TARGET_NAMES.index(s["target"]) if s["target"] in TARGET_NAMES else 99)
             for summary in rows:
                 label = TARGET_LABELS.get(summary["target"], summary["target"])
+                if family == "ring" and summary["target"] == "direct":
+                    label = "direct (one node)"
                 r = summary.get("ratios", {})
                 if not summary["metrics"]:
                     error = summary["errors"][0] if summary["errors"] else "no result"
@@ -235,6 +300,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "report.json"
     json_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    report["target_checks"] = target_checks(report)
     report["plots"] = [str(path.relative_to(out)) for path in plot(report, out / "plots")]
     json_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
     md_path = out / "report.md"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.report import build_report, markdown
+from bench.report import build_report, markdown, target_checks
 from bench.scenarios import select_jobs
 from bench.stats import format_ratio, percentile, ratio, summarize
 
@@ -89,3 +89,25 @@ def test_bench_report_ratios_to_direct_and_peer():
     assert "| pgbench -S, 16 clients | nexus-fast 1 worker | 300 tps | ±10% | 3.000 | 2.73x | 1.50x | 1.50x | 30.0 |" \
         in text
     assert "failed: pgbench exited with status 2: boom" in text
+
+
+def test_bench_target_checks():
+    jobs = select_jobs(["pg-select-c16", "pg-select-connect-c16", "redis-p1", "idle-postgres"])
+    measurements = [
+        _measurement("pg-select-c16", "pgbouncer", 0, 100.0, 1.0), _measurement("pg-select-c16", "nexus-1w", 0, 101.0, 1.0),
+        _measurement("pg-select-connect-c16", "direct", 0, 10.0, 50.0),
+        _measurement("pg-select-connect-c16", "nexus-1w", 0, 99.0, 5.0),
+        _measurement("redis-get-p1", "twemproxy", 0, 100.0, 1.0), _measurement("redis-get-p1", "nexus-1w", 0, 120.0, 1.1),
+        _measurement("redis-get-p1", "nexus-2w", 0, 130.0, 0.9),
+        {"job": "idle-postgres", "scenario": "idle-postgres", "target": "nexus-1w", "round": 0,
+         "values": {"bytes_per_connection": 3.5 * 1024}, "error": None},
+    ]
+    report = build_report(run_info={}, machine_description={}, jobs=jobs, measurements=measurements, skips=[],
+                          targets={})
+    checks = {(c["scenario"], c["goal"].split(" ")[0]): c for c in target_checks(report)}
+    assert checks[("pg-select-c16", "1")]["met"] is True
+    assert checks[("pg-select-connect-c16", ">=")]["met"] is False  # 9.9x direct: short of 10x
+    assert checks[("redis-get-p1", "1")]["met"] is False  # faster, but p99 1.1x worse
+    assert checks[("redis-get-p1", "2")]["met"] is True  # 1.3x >= 1.25x
+    assert checks[("redis-set-p1", "1")]["met"] is None  # nothing measured: no verdict
+    assert checks[("idle-postgres", "at")]["met"] is True and checks[("idle-postgres", "at")]["shown"] == "3.50 KiB"
