@@ -13,6 +13,8 @@ it handles and waits for them synchronously (``sigtimedwait``), which avoids asy
   change), and once every new worker reports ready the old ones get SIGTERM and drain; the listeners never close,
   because old and new workers share them through SO_REUSEPORT. If a new worker fails to become ready within
   ``READY_TIMEOUT`` the new generation is stopped and the old one keeps serving.
+- Watchdog: each worker writes a heartbeat on a pipe every second from its event loop; a ready worker silent for
+  ``server.worker_watchdog_timeout`` (a blocked loop serves nobody) is killed and replaced.
 - SIGCHLD: a worker that died outside shutdown is restarted (at most once a second per slot); a worker that could
   not even start (bad listener, plane refused its config) is not restarted in a loop: the parent gives up and exits.
 """
@@ -67,34 +69,81 @@ class Supervisor:
         self.children: dict[int, int] = {}  # pid -> worker slot
         self.retiring: dict[int, float] = {}  # pid -> kill deadline: old generation draining after an online restart
         self.started_at: dict[int, float] = {}  # slot -> last start time
+        self.pipes: dict[int, int] = {}  # pid -> read end of the worker's status pipe
+        self.last_beat: dict[int, float] = {}  # pid -> when the worker last wrote on it
+        self.ready: set[int] = set()  # pids that reported ready
         self.stopping = False
         self.failed = False
         # Workers publish their metrics here so any of them can answer /metrics for all (worker_metrics.py).
         self.metrics_dir = tempfile.mkdtemp(prefix="nexus-metrics-")
 
     def _spawn(self, slot: int) -> int:
-        """Fork a worker for ``slot``; returns the read end of a pipe the worker writes one byte to when ready."""
-        ready_read, ready_write = os.pipe()
+        """Fork a worker for ``slot``; returns its pid. The worker writes ``R`` on its status pipe once ready, then
+        ``H`` every ``HEARTBEAT_INTERVAL`` (the watchdog's evidence that its event loop still runs)."""
+        status_read, status_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 _die_with_parent(os.getppid())
-                os.close(ready_read)
+                os.close(status_read)
+                for fd in self.pipes.values():  # siblings' pipes are not this worker's business
+                    os.close(fd)
                 code = run_worker(self.config_path, self.loaded, slot, supervised=True, metrics_dir=self.metrics_dir,
-                                  ready_fd=ready_write)
+                                  status_fd=status_write)
             except BaseException:
                 log.exception("worker_crashed", worker=slot)
             finally:
                 os._exit(code)
-        os.close(ready_write)
+        os.close(status_write)
+        os.set_blocking(status_read, False)
         self.children[pid] = slot
+        self.pipes[pid] = status_read
+        self.last_beat[pid] = time.monotonic()
         self.started_at[slot] = time.monotonic()
         log.info("worker_started", worker=slot, worker_pid=pid)
-        return ready_read
+        return pid
 
-    def _spawn_unwatched(self, slot: int) -> None:
-        os.close(self._spawn(slot))
+    def _read_pipes(self) -> None:
+        """Take in what workers wrote on their status pipes: readiness and heartbeats; EOF means exiting."""
+        now = time.monotonic()
+        for pid, fd in list(self.pipes.items()):
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:  # the worker closed it: it is exiting (reaped separately)
+                os.close(fd)
+                del self.pipes[pid]
+                continue
+            self.last_beat[pid] = now
+            if b"R" in data:
+                self.ready.add(pid)
+
+    def _check_watchdog(self) -> None:
+        """A ready worker silent for ``server.worker_watchdog_timeout`` has a stuck event loop: kill and replace it."""
+        timeout = self.loaded.config.server.worker_watchdog_timeout
+        if not timeout or self.stopping:
+            return
+        now = time.monotonic()
+        for pid in list(self.ready):
+            if pid in self.children and pid not in self.retiring and now - self.last_beat.get(pid, now) > timeout:
+                log.error("worker_hung", worker=self.children[pid], worker_pid=pid,
+                          reason=f"no heartbeat for {timeout}s; killing it (a replacement starts)")
+                self.ready.discard(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _forget(self, pid: int) -> None:
+        fd = self.pipes.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+        self.last_beat.pop(pid, None)
+        self.ready.discard(pid)
 
     def _forward(self, sig: int) -> None:
         for pid in list(self.children):
@@ -113,6 +162,7 @@ class Supervisor:
             if pid == 0:
                 return
             slot = self.children.pop(pid, None)
+            self._forget(pid)
             if slot is None:
                 continue
             code = _exit_code(status)
@@ -133,7 +183,7 @@ class Supervisor:
             wait = RESTART_MIN_INTERVAL - (time.monotonic() - self.started_at.get(slot, 0.0))
             if wait > 0:
                 time.sleep(wait)  # a worker crashing in a loop must not spin the CPU
-            self._spawn_unwatched(slot)
+            self._spawn(slot)
 
     def _begin_stop(self) -> None:
         if not self.stopping:
@@ -161,24 +211,20 @@ class Supervisor:
         old = [pid for pid in self.children if pid not in self.retiring]
         count = self.workers if self.workers_override else loaded.config.server.worker_count()
         log.info("restart_started", old_workers=len(old), new_workers=count, digest=loaded.digest[:12])
-        pending = {self._spawn(slot): slot for slot in range(count)}
-        new = [pid for pid in self.children if pid not in old and pid not in self.retiring]
+        new = [self._spawn(slot) for slot in range(count)]
         deadline = time.monotonic() + READY_TIMEOUT
         failed = ""
-        while pending and not failed:
+        while not failed and not all(pid in self.ready for pid in new):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 failed = f"new workers not ready after {READY_TIMEOUT}s"
                 break
-            readable, _, _ = select.select(list(pending), [], [], remaining)
-            for fd in readable:
-                byte = os.read(fd, 1)
-                os.close(fd)
-                slot = pending.pop(fd)
-                if byte != b"R":  # EOF: the new worker died before it was ready
-                    failed = f"new worker {slot} exited before it was ready"
-        for fd in pending:
-            os.close(fd)
+            waiting = [self.pipes[pid] for pid in new if pid in self.pipes and pid not in self.ready]
+            if len(waiting) < sum(pid not in self.ready for pid in new):
+                failed = "a new worker exited before it was ready"  # its pipe reached EOF
+                break
+            select.select(waiting, [], [], min(remaining, 0.5))
+            self._read_pipes()
         if failed:
             log.error("restart_failed", reason=failed, kept_workers=len(old))
             self.loaded = previous
@@ -211,7 +257,7 @@ class Supervisor:
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         for slot in range(self.workers):
-            self._spawn_unwatched(slot)
+            self._spawn(slot)
         log.info("supervising", workers=self.workers)
         deadline: float | None = None
         while self.children:
@@ -224,7 +270,9 @@ class Supervisor:
                     self._reload()
                 elif info.si_signo == signal.SIGUSR2 and not self.stopping:
                     self._online_restart()
+            self._read_pipes()
             self._reap()
+            self._check_watchdog()
             self._kill_overdue_retirees()
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + self.loaded.config.server.shutdown_timeout + KILL_GRACE

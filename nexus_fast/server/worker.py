@@ -42,6 +42,8 @@ EXTRA_PLANES_ENV = "NEXUS_FAST_EXTRA_PLANES"
 
 RESTART_HINT = " (SIGUSR2 to the supervisor restarts the workers without closing ports)"
 
+HEARTBEAT_INTERVAL = 1.0  # seconds between "H" bytes on the status pipe (server.worker_watchdog_timeout watches)
+
 EXIT_OK = 0
 EXIT_STARTUP_FAILED = 3  # the supervisor does not restart a worker that could not start
 
@@ -91,9 +93,10 @@ class Worker:
     """The planes, health monitor and admin server of one process; implements ``AdminState``."""
 
     def __init__(self, config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
-                 metrics_dir: str | None = None, ready_fd: int | None = None) -> None:
+                 metrics_dir: str | None = None, status_fd: int | None = None) -> None:
         self.config_path = config_path
-        self.ready_fd = ready_fd  # the supervisor waits on this pipe for one byte once we serve
+        self.status_fd = status_fd  # pipe to the supervisor: "R" once serving, then "H" heartbeats
+        self._heartbeat: asyncio.Task[None] | None = None
         self.metrics_dir = metrics_dir  # where sibling workers share their metrics (server/worker_metrics.py)
         self._publisher: asyncio.Task[None] | None = None
         self.supervised = supervised  # forked by a Supervisor: process-wide actions go through it
@@ -139,15 +142,24 @@ class Worker:
                 worker_metrics.publish_forever(self.metrics_dir, self.worker_id, self.metrics))
         await self.admin.start()
         self.ready = True
-        if self.ready_fd is not None:
-            try:
-                os.write(self.ready_fd, b"R")
-            except OSError:
-                pass  # nobody waits for this worker's readiness (not an online restart)
-            os.close(self.ready_fd)
-            self.ready_fd = None
+        if self.status_fd is not None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(self.status_fd))
         log.info("worker_ready", worker=self.worker_id, planes=",".join(self.planes) or "none",
                  digest=self.loaded.digest[:12])
+
+    async def _beat(self, fd: int) -> None:
+        """Ready, then a heartbeat a second, written from the event loop itself: a stuck loop stops beating."""
+        os.set_blocking(fd, False)
+        message = b"R"
+        while True:
+            try:
+                os.write(fd, message)
+            except BlockingIOError:
+                pass  # the supervisor is behind on reading; the next beat will do
+            except OSError:
+                return  # the supervisor is gone
+            message = b"H"
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     def request_stop(self, signame: str = "") -> None:
         if not self._stop.is_set():
@@ -262,6 +274,12 @@ class Worker:
                 log.exception("close_failed", plane=name)
         await self.health.stop()
         await self.admin.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()  # heartbeats continue through the drain above: a draining worker is alive
+            try:
+                await self._heartbeat
+            except asyncio.CancelledError:
+                pass
         if self._publisher is not None:
             self._publisher.cancel()
             try:
@@ -297,7 +315,7 @@ class Worker:
 
 
 def run_worker(config_path: str, loaded: LoadedConfig, worker_id: int = 0, supervised: bool = False,
-               metrics_dir: str | None = None, ready_fd: int | None = None) -> int:
+               metrics_dir: str | None = None, status_fd: int | None = None) -> int:
     """Run one worker to completion on a fresh uvloop loop; returns the process exit code."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Worker(config_path, loaded, worker_id, supervised, metrics_dir, ready_fd).run())
+        return runner.run(Worker(config_path, loaded, worker_id, supervised, metrics_dir, status_fd).run())

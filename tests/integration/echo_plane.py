@@ -7,6 +7,7 @@ tests.integration.echo_plane:create_plane``; it listens on ``NEXUS_ECHO_LISTEN``
 Requests, one per line:
 - ``PID`` -> the worker's pid (which worker of several served this connection);
 - ``HOLD <seconds>`` -> answers ``done`` after that long: an in-flight request a test can hold across SIGTERM;
+- ``BLOCK <seconds>`` -> blocks the whole event loop that long (a hung worker, for the watchdog);
 - ``INTERVAL`` -> the ``admin.health_check_interval`` of the config the plane currently runs (shows reloads);
 - anything else is echoed back.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 
 from nexus_fast.config.load import to_dict
 from nexus_fast.config.schema import NexusConfig
@@ -71,6 +73,9 @@ class EchoPlane:
         if request.startswith("HOLD "):
             await asyncio.sleep(float(request.split()[1]))
             return b"done"
+        if request.startswith("BLOCK "):
+            time.sleep(float(request.split()[1]))  # deliberately blocking: the worker's loop stops
+            return b"unblocked"
         if request == "INTERVAL":
             return str(to_dict(self.config)["admin"]["health_check_interval"]).encode()
         return request.encode()

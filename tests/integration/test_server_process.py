@@ -351,3 +351,21 @@ def test_workers_exit_when_the_supervisor_is_killed() -> None:
             time.sleep(0.05)
         assert not any(_running(pid) for pid in workers), nexus.logs
         assert len(nexus.events("stopped")) == 2  # they drained and stopped, not crashed
+
+
+def test_the_watchdog_replaces_a_worker_whose_event_loop_is_stuck() -> None:
+    nexus, port = echo_nexus({"server": {"worker_watchdog_timeout": "2s"}}, workers=2)
+    with nexus:
+        nexus.wait_for_event("worker_ready", count=2)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"PID\n")
+        stuck = int(sock.makefile("rb").readline())
+        sock.sendall(b"BLOCK 60\n")  # that worker's loop now sleeps: no heartbeats, no service
+        hung = nexus.wait_for_event("worker_hung", timeout=15)
+        sock.close()
+        assert hung[0]["worker_pid"] == str(stuck)
+        nexus.wait_for_event("worker_ready", count=3)
+        assert {int(ask(port, "PID")) for _ in range(20)}.isdisjoint({stuck})
+        assert not _running(stuck)
+        # Workers that are merely busy draining or idle are never flagged.
+        assert len(nexus.events("worker_hung")) == 1
