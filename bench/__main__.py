@@ -43,4 +43,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `python -m bench --help | head`
+        sys.exit(0)
