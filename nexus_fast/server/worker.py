@@ -116,6 +116,16 @@ class Worker:
         info = self.metrics.gauge("nexus_worker_info", "1 per worker process; pid and worker index as labels.",
                                   ["worker", "pid"])
         info.labels(str(worker_id), str(os.getpid())).set(1)
+        # Named after Prometheus's own prometheus_config_last_reload_* so the usual alert rule carries over.
+        self._reload_ok = self.metrics.gauge(
+            "nexus_config_last_reload_successful", "1 if the last config reload was applied (or none was tried).")
+        self._reload_ok.set(1)
+        self._reload_ok_at = self.metrics.gauge(
+            "nexus_config_last_reload_success_timestamp_seconds", "When the running config was loaded (Unix time).")
+        self._reload_ok_at.set(time.time())
+        self._config_info = self.metrics.gauge(
+            "nexus_config_info", "1 for the digest (sha256) of the running config.", ["digest"])
+        self._config_info.labels(loaded.digest).set(1)
 
     @property
     def config(self) -> NexusConfig:
@@ -226,6 +236,11 @@ class Worker:
             self.health.configure(admin.health_check_interval, admin.health_check_timeout)
             self.last_reload = {"status": "applied", "at": started, "digest": new.digest, "reason": ""}
             self._reloads.labels("applied").inc()
+            self._reload_ok.set(1)
+            self._reload_ok_at.set(started)
+            if new.digest != old_digest:
+                self._config_info.remove(old_digest)
+                self._config_info.labels(new.digest).set(1)
             log.info("reload_applied", worker=self.worker_id, old_digest=old_digest[:12], digest=new.digest[:12],
                      warnings=len(new.warnings))
             return self.last_reload
@@ -248,6 +263,7 @@ class Worker:
         self.last_reload = {"status": "rejected", "at": started, "digest": self.loaded.digest, "reason": reason,
                             "problems": problems}
         self._reloads.labels("rejected").inc()
+        self._reload_ok.set(0)
         log.error("reload_rejected", worker=self.worker_id, reason=reason.splitlines()[0],
                   problems="; ".join(problems), kept_digest=self.loaded.digest[:12])
         return self.last_reload

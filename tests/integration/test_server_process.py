@@ -82,6 +82,7 @@ def test_sighup_broken_file_keeps_old_config_and_good_file_applies() -> None:
         assert after["digest"] == before["digest"]
         assert ask(port, "INTERVAL") == "1s"  # the old config still serves
         assert nexus.get("/ready")[0] == 200
+        assert "nexus_config_last_reload_successful 0.0" in nexus.get("/metrics")[1]
 
         nexus.write_config({"server": {"shutdown_timeout": "10s"},
                             "admin": {"listen": nexus.admin_listen, "health_check_interval": "3s"}})
@@ -95,6 +96,9 @@ def test_sighup_broken_file_keeps_old_config_and_good_file_applies() -> None:
         metrics = nexus.get("/metrics")[1]
         assert 'nexus_config_reloads_total{result="applied"} 1.0' in metrics
         assert 'nexus_config_reloads_total{result="rejected"} 1.0' in metrics
+        assert "nexus_config_last_reload_successful 1.0" in metrics
+        assert f'nexus_config_info{{digest="{applied["digest"]}"}} 1.0' in metrics
+        assert before["digest"] not in metrics
 
 
 def test_sighup_refused_by_a_plane_keeps_the_old_config() -> None:
