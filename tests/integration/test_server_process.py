@@ -373,3 +373,19 @@ def test_the_watchdog_replaces_a_worker_whose_event_loop_is_stuck() -> None:
         assert not _running(stuck)
         # Workers that are merely busy draining or idle are never flagged.
         assert len(nexus.events("worker_hung")) == 1
+
+
+def test_drain_is_bounded_by_shutdown_timeout() -> None:
+    nexus, port = echo_nexus({"server": {"shutdown_timeout": "1s"}})
+    with nexus:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(b"HOLD 30\n")
+        time.sleep(0.3)
+        sent = time.monotonic()
+        nexus.signal(15)
+        code = nexus.wait(15)
+        took = time.monotonic() - sent
+        assert sock.makefile("rb").readline() == b""  # cut at the deadline: no answer, connection closed
+        sock.close()
+        assert code == 0, nexus.logs
+        assert 0.9 <= took < 5, took
