@@ -292,7 +292,43 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
         figure.savefig(path, dpi=90)
         plt.close(figure)
         written.append(path)
+    summary_path = _plot_summary(report, directory, plt)
+    if summary_path is not None:
+        written.insert(0, summary_path)
     return written
+
+
+def _plot_summary(report: dict[str, Any], directory: Path, plt: Any) -> Path | None:
+    """summary.png: nexus-fast's throughput as a ratio to the peer's, one row per load scenario."""
+    rows: list[tuple[str, float | None, float | None]] = []
+    for scenario in report["scenarios"]:
+        if scenario["metric"] != "throughput":
+            continue
+        key = "throughput_vs_peer"
+        one = _ratio_of(report, scenario["id"], "nexus-1w", key)
+        two = _ratio_of(report, scenario["id"], "nexus-2w", key)
+        if one is not None or two is not None:
+            rows.append((f"{scenario['id']} (vs {scenario['peer']})", one, two))
+    if not rows:
+        return None
+    figure, axis = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))
+    positions = range(len(rows))
+    axis.barh([p + 0.2 for p in positions], [r[1] or 0 for r in rows], height=0.4, color="#d62728",
+              label="nexus-fast 1 worker")
+    axis.barh([p - 0.2 for p in positions], [r[2] or 0 for r in rows], height=0.4, color="#ff9896",
+              label="nexus-fast 2 workers")
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    axis.set_yticks(list(positions))
+    axis.set_yticklabels([r[0] for r in rows], fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("throughput: nexus-fast's median / the peer's median (right of 1 = faster)", fontsize=8)
+    axis.legend(fontsize=7, loc="lower right")
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    path = directory / "summary.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:

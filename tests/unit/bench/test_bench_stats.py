@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.report import build_report, markdown, target_checks
+from bench.report import build_report, markdown, target_checks, write_outputs
 from bench.scenarios import select_jobs
 from bench.stats import format_ratio, percentile, ratio, summarize
 
@@ -111,3 +112,20 @@ def test_bench_target_checks():
     assert checks[("redis-get-p1", "2")]["met"] is True  # 1.3x >= 1.25x
     assert checks[("redis-set-p1", "1")]["met"] is None  # nothing measured: no verdict
     assert checks[("idle-postgres", "at")]["met"] is True and checks[("idle-postgres", "at")]["shown"] == "3.50 KiB"
+
+
+def test_bench_plots_are_written(tmp_path):
+    jobs = select_jobs(["pg-select-c16", "idle-postgres"])
+    measurements = [_measurement("pg-select-c16", target, i, 100.0 + i, 1.0 + i)
+                    for target in ("direct", "pgbouncer", "nexus-1w") for i in range(2)]
+    measurements.append({"job": "idle-postgres", "scenario": "idle-postgres", "target": "pgbouncer", "round": 0,
+                         "values": {"bytes_per_connection": 900.0}, "error": None})
+    report = build_report(run_info={"started_at": "t", "duration_s": 1, "settings": {"mode": "quick", "rounds": 2}},
+                          machine_description={}, jobs=jobs, measurements=measurements, skips=[], targets={})
+    write_outputs(report, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["idle-postgres.png", "pg-select-c16.png",
+                                                                      "summary.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (tmp_path / "plots").iterdir())
+    text = (tmp_path / "report.md").read_text()
+    assert "![summary](plots/summary.png)" in text
+    assert json.loads((tmp_path / "report.json").read_text())["plots"][0] == "plots/summary.png"
