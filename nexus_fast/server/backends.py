@@ -57,11 +57,22 @@ def postgres_backends(config: NexusConfig) -> list[PostgresBackend]:
     section = config.postgres
     if section is None:
         return []
+    # The login a probe uses when a database does not force one: auth_user, else a configured user whose secret is a
+    # plain password (the proxy logs in to the backend as its clients do), else "postgres" without a password.
+    default_user, default_password = "postgres", None
+    if section.auth_user:
+        default_user, default_password = section.auth_user, _secret(section.auth_password)
+    else:
+        for name, entry in section.users.items():
+            secret = _secret(entry.password)
+            if secret and not secret.startswith(("md5", "SCRAM-SHA-256$")):
+                default_user, default_password = name, secret
+                break
     out: list[PostgresBackend] = []
-    for key, db in getattr(section, "databases", {}).items():
+    for key, db in section.databases.items():
         dbname = db.backend_dbname(key) if key != "*" or db.dbname else "postgres"
-        user = db.user or getattr(section, "auth_user", None) or "postgres"
-        password = _secret(db.password) if db.user else _secret(getattr(section, "auth_password", None))
+        user = db.user or default_user
+        password = _secret(db.password) if db.user else default_password
         servers = db.server_list()
         for index, server in enumerate(servers):
             role = server.role if sum(s.role == server.role for s in servers) == 1 else f"{server.role}{index}"

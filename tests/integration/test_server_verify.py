@@ -73,3 +73,27 @@ def test_verify_logs_in_through_a_running_proxy(tmp_path) -> None:
         result = verify(tmp_path, {**config, "admin": {"listen": nexus.admin_listen}})
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"ok   query postgres {config['postgres']['listen']} (SELECT 1 as postgres@test)" in result.stdout
+
+
+def test_backend_probes_log_in_as_the_config_says() -> None:
+    from nexus_fast.config.load import validate
+    from nexus_fast.server.backends import postgres_backends, redis_backends
+
+    config = validate({
+        "postgres": {"users": {"hashed": {"password": "md5" + "0" * 32}, "alice": {"password": "pw"}},
+                     "databases": {"app": {"dbname": "appdb", "servers": [
+                         {"host": "10.0.0.1", "port": 5432, "role": "primary"},
+                         {"host": "10.0.0.2", "port": 5432, "role": "replica"},
+                         {"host": "10.0.0.3", "port": 5432, "role": "replica"}]},
+                         "forced": {"user": "svc", "password": "svcpw"}}},
+        "redis": {"pools": {"c": {"servers": ["10.0.1.1:6379:1 a", "10.0.1.2:6380:2"],
+                                  "backend_username": "proxy", "backend_password": "rpw"}}},
+    }, "test")
+    pg = {b.name: b for b in postgres_backends(config)}
+    assert set(pg) == {"app/primary", "app/replica1", "app/replica2", "forced/primary"}
+    assert (pg["app/primary"].user, pg["app/primary"].password, pg["app/primary"].dbname) == ("alice", "pw", "appdb")
+    assert (pg["forced/primary"].user, pg["forced/primary"].password) == ("svc", "svcpw")
+    assert pg["forced/primary"].address == "127.0.0.1:5432"  # no servers: the documented default primary
+    rd = redis_backends(config)
+    assert [(b.name, b.address, b.username, b.password) for b in rd] == [
+        ("c/a", "10.0.1.1:6379", "proxy", "rpw"), ("c/10.0.1.2:6380", "10.0.1.2:6380", "proxy", "rpw")]
