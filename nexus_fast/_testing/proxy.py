@@ -212,8 +212,13 @@ class NexusProcess:
             return ""
 
     def events(self, event: str | None = None) -> list[dict[str, str]]:
-        """Parsed logfmt log lines, optionally only those with ``event=<event>``."""
-        parsed = [parse_logfmt(line) for line in self.logs.splitlines() if line.startswith("ts=")]
+        """Parsed log lines (logfmt or JSON), optionally only those with ``event=<event>``."""
+        parsed = []
+        for line in self.logs.splitlines():
+            if line.startswith("ts="):
+                parsed.append(parse_logfmt(line))
+            elif line.startswith('{"ts"'):  # server.log_format = "json"
+                parsed.append({key: str(value) for key, value in json.loads(line).items()})
         return [e for e in parsed if event is None or e.get("event") == event]
 
     def wait_for_event(self, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, str]]:

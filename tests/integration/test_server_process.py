@@ -389,3 +389,14 @@ def test_drain_is_bounded_by_shutdown_timeout() -> None:
         sock.close()
         assert code == 0, nexus.logs
         assert 0.9 <= took < 5, took
+
+
+def test_json_logs_one_object_per_line() -> None:
+    nexus, port = echo_nexus({"server": {"log_format": "json", "log_level": "debug"}})
+    with nexus:
+        assert ask(port, "ping") == "ping"
+    lines = [line for line in nexus.logs.splitlines() if line.strip()]
+    assert lines and all(line.startswith('{"ts"') for line in lines), lines[:3]
+    ready = nexus.events("worker_ready")
+    assert ready and ready[0]["level"] == "info" and ready[0]["planes"] == "echo"
+    assert nexus.events("stopped")
