@@ -1,6 +1,6 @@
-"""The routing fault tests share the integration fixtures (throwaway primary + hot standby, the in-process plane)."""
+"""The routing fault tests' fixtures (shared with the integration tests): ``nexus_fast._testing.postgres_fixtures``."""
 
-from tests.integration.postgres_routing.conftest import (  # noqa: F401
+from nexus_fast._testing.postgres_fixtures import (  # noqa: F401
     pg_cluster,
     pg_cluster_module,
     system_pg_dsn,

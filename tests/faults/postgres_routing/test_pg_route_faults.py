@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from nexus_fast._testing.postgres import PostgresCluster
-from tests.integration.postgres_routing.conftest import routed_section, running_plane
+from nexus_fast._testing.postgres_fixtures import routed_section, running_plane
 
 
 class Reader:

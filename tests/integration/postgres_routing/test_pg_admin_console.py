@@ -10,7 +10,7 @@ import pytest
 
 from nexus_fast._testing.peers import start_pgbouncer
 from nexus_fast._testing.ports import system_postgres_address
-from tests.integration.postgres_routing.conftest import psql, running_plane
+from nexus_fast._testing.postgres_fixtures import psql, running_plane
 
 SHOWS = ["POOLS", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "TOTALS", "CLIENTS", "SERVERS", "DATABASES",
          "USERS", "CONFIG", "VERSION", "LISTS"]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from nexus_fast._testing.postgres import PostgresCluster
-from tests.integration.postgres_routing.conftest import psql, routed_section, running_plane
+from nexus_fast._testing.postgres_fixtures import psql, routed_section, running_plane
 
 ON_REPLICA, ON_PRIMARY = True, False
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from nexus_fast._testing.ports import free_port, system_postgres_address
+from nexus_fast._testing.postgres_fixtures import psql
 from nexus_fast.config.load import load_config
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.postgres.plane import create_plane
-from tests.integration.postgres_routing.conftest import psql
 
 
 async def test_serve_from_pgbouncer_ini(tmp_path: Path) -> None:
