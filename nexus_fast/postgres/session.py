@@ -56,6 +56,7 @@ _SESSION_IDS = iter(range(1, 1 << 62))
 LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
 # A batch ending in one of these leaves the server inside an extended-protocol exchange awaiting Sync.
 _UNSYNCED = frozenset(b"PBEDCH")
+_BUFFER_HIGH = 1 << 20  # bytes buffered from a client waiting for a server before its reading is paused
 
 
 def _norm(value: str) -> str:
@@ -137,6 +138,8 @@ class ClientSession(asyncio.Protocol):
                 self.inbuf += data
                 if not self.waiting:
                     self._pump()
+                elif len(self.inbuf) > _BUFFER_HIGH:
+                    self.pause_client_reading()
             else:
                 self._pump_fresh(data)
         elif state in (LOGIN, AUTH):
@@ -632,8 +635,9 @@ class ClientSession(asyncio.Protocol):
             pool = self._pool(index)
             server = pool.try_acquire()
             if server is None:
+                # Reading continues while waiting (a client that hangs up is noticed); data is buffered and
+                # reading pauses only if the buffer grows large (data_received).
                 self.waiting = True
-                self.pause_client_reading()
                 self._waiter = (pool, pool.request(lambda conn, exc: self._on_server_lent(index, pool, conn, exc)))
                 return
             self._attach(server, pool)
@@ -653,7 +657,8 @@ class ClientSession(asyncio.Protocol):
             pool.release(server)
             return
         self._attach(server, pool)
-        self.resume_client_reading()
+        if self.paused:
+            self.resume_client_reading()
         self._pump()
 
     def _attach(self, server: ServerConnection, pool: Pool) -> None:
