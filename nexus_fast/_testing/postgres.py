@@ -23,7 +23,8 @@ Usage::
 
 ``postgres_node()`` gives a single primary. ``system_postgres_dsn()`` names the machine's own PostgreSQL for tests
 that only need one plain server they will not stop. Pytest fixtures built on these live in
-``tests/integration/postgres_routing/conftest.py`` (``pg_cluster``: one primary + standby per test module).
+``nexus_fast._testing.postgres_fixtures`` (``pg_cluster``: one primary + standby per test module, restored before
+each test), which conftest files import.
 
 Configuration of every node (chosen for tests, not production): trust authentication for 127.0.0.1 including
 replication connections, ``wal_level = replica``, ``hot_standby = on``, ``fsync = off``,
