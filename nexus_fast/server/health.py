@@ -60,6 +60,7 @@ class HealthMonitor:
         self.timeout = timeout
         self.state = {name: PlaneHealth(name) for name in probes}
         self._task: asyncio.Task[None] | None = None
+        self._series: dict[str, set[tuple[str, str, str]]] = {}  # plane -> label sets of nexus_backend_up
         self._gauge = (
             metrics.gauge("nexus_backend_up", "1 if the last health probe of the backend succeeded.",
                           ["plane", "backend", "address"])
@@ -88,9 +89,14 @@ class HealthMonitor:
                      reasons="; ".join(_reasons(result)))
         self.state[name] = result
         if self._gauge is not None:
+            current = set()
             for backend in result.backends:
                 up = backend.healthy and not result.error
                 self._gauge.labels(name, backend.name, backend.address).set(1 if up else 0)
+                current.add((name, backend.name, backend.address))
+            for gone in self._series.get(name, set()) - current:  # a backend a reload removed
+                self._gauge.remove(*gone)
+            self._series[name] = current
         return result
 
     async def check_all(self) -> None:

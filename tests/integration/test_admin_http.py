@@ -184,3 +184,18 @@ def test_worker_expositions_merge_with_a_worker_label(tmp_path) -> None:
     worker_metrics.withdraw(str(tmp_path), 1)
     alone = worker_metrics.all_workers_exposition(str(tmp_path), 0, registries[0]).decode()
     assert 'worker="1"' not in alone and 'worker="0"' in alone
+
+
+async def test_backends_removed_by_a_reload_leave_the_metrics() -> None:
+    backends = [BackendHealth("redis", "c/a", "h:1", True), BackendHealth("redis", "c/b", "h:2", True)]
+
+    async def probe(timeout: float) -> list[BackendHealth]:
+        return list(backends)
+
+    state = make_state({"redis": probe})
+    await state.health.check_all()
+    assert 'backend="c/b"' in state.metrics.exposition().decode()
+    backends.pop()
+    await state.health.check_all()
+    text = state.metrics.exposition().decode()
+    assert 'backend="c/a"' in text and 'backend="c/b"' not in text
