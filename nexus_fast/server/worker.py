@@ -136,8 +136,11 @@ class Worker:
             plane = factory(self.config, self.metrics)
             self.planes[getattr(plane, "name", name)] = plane
             # Hooks a plane's own admin surface (the PgBouncer console's RELOAD / SHUTDOWN) calls.
-            plane.admin_reload = self.admin_reload  # type: ignore[attr-defined]
-            plane.admin_shutdown = self.admin_shutdown  # type: ignore[attr-defined]
+            try:
+                plane.admin_reload = self.admin_reload  # type: ignore[attr-defined]
+                plane.admin_shutdown = self.admin_shutdown  # type: ignore[attr-defined]
+            except AttributeError:  # a plane with __slots__ has no admin surface to hook
+                pass
         for name, plane in self.planes.items():
             await plane.start()
             log.info("plane_started", plane=name)
