@@ -155,6 +155,11 @@ class InTransactionRule:
     name = "in_transaction"
 
     def __call__(self, router: Router, ctx: RouteContext) -> RoutingDecision | None:
+        if ctx.classification.resets_session:
+            # RESET ALL / DISCARD ALL put every session setting back to its default; nexus.* are session settings.
+            ctx.client.role_override = "auto"
+            for key in [k for k in ctx.client.extra if k.startswith("nexus.")]:
+                del ctx.client.extra[key]
         if ctx.client.in_transaction:
             return router.primary(ctx, "in_transaction")
         return None

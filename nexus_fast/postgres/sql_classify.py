@@ -229,6 +229,7 @@ class Classification:
     hints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # from /* nexus:... */
     nexus_settings: tuple[tuple[str, str | None], ...] = ()  # SET nexus.x = v (None = RESET)
     only_nexus_settings: bool = False  # the whole string is SET/RESET nexus.* (answered by the proxy)
+    resets_session: bool = False  # RESET ALL / DISCARD ALL: session settings, nexus.* included, go back to defaults
 
     @property
     def role_hint(self) -> str | None:
@@ -314,7 +315,7 @@ class SqlClassifier:
         read_only = True
         reason = ""
         first_kind = ""
-        writes = begins = ends = locking = False
+        writes = begins = ends = locking = resets = False
         functions: list[str] = []
         tables: list[str] = []
         nexus: list[tuple[str, str | None]] = []
@@ -333,6 +334,7 @@ class SqlClassifier:
             begins |= facts.kind == "begin"
             ends |= facts.kind == "end"
             locking |= facts.locking
+            resets |= facts.resets
             functions.extend(facts.functions)
             tables.extend(facts.tables)
         only_nexus = bool(nexus) and non_nexus == 0
@@ -353,6 +355,7 @@ class SqlClassifier:
             hints=MappingProxyType(hints),
             nexus_settings=tuple(nexus),
             only_nexus_settings=only_nexus,
+            resets_session=resets,
         )
 
     def _statement(self, stmt: list[Token], facts: _StatementFacts) -> None:
@@ -381,6 +384,7 @@ class SqlClassifier:
             facts.primary("transaction", f"transaction: {word.upper()}")
         elif word in ("set", "reset"):
             self._set(stmt, word, facts)
+            facts.resets |= word == "reset" and len(stmt) == 2 and _is_word(stmt[1], "all")
         elif word == "lock":
             facts.primary("lock", "lock: LOCK TABLE", writes=False)
             facts.locking = True
@@ -388,6 +392,7 @@ class SqlClassifier:
             self._copy(stmt, facts)
         elif word in _SESSION_WORDS:
             facts.primary("session", f"session: {word.upper()}", writes=word == "notify")
+            facts.resets |= word == "discard" and len(stmt) == 2 and _is_word(stmt[1], "all")
         elif word in _CURSOR_WORDS:
             facts.primary("cursor", f"cursor: {word.upper()}")
         elif word in ("call", "do", "execute"):
@@ -521,6 +526,7 @@ class _StatementFacts:
     functions: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     nexus: list[tuple[str, str | None]] = field(default_factory=list)
+    resets: bool = False
 
     def primary(self, kind: str, reason: str, writes: bool = False) -> None:
         if self.read_only:

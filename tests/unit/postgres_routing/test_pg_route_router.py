@@ -364,3 +364,26 @@ def test_with_a_monitor_a_ban_ends_only_after_a_passing_health_check() -> None:
     router.replica_observed(1, 0.0, True)
     assert {router.route("SELECT 1", client()).server_index for _ in range(4)} == {1, 2}
     router.monitor = None
+
+
+@pytest.mark.parametrize("reset", ["RESET ALL", "DISCARD ALL", "discard all;"])
+def test_reset_all_and_discard_all_clear_nexus_settings(reset: str) -> None:
+    router = make()
+    state = client()
+    router.route("SET nexus.role = 'primary'", state)
+    router.route("SET nexus.shard_key = 3", state)
+    decision = router.route(reset, state)
+    assert decision.role == "primary"  # still forwarded: the server's settings reset too
+    assert state.role_override == "auto" and "nexus.shard_key" not in state.extra
+    assert router.route("SELECT 1", state).role == "replica"
+    router.route("SET nexus.role = 'primary'", state)
+    router.route("RESET search_path", state)  # a single setting: nexus.role stays
+    assert state.role_override == "primary"
+
+
+def test_weight_zero_replica_takes_no_reads() -> None:
+    servers = [{"host": "p", "role": "primary"}, {"host": "r1", "role": "replica", "weight": 0},
+               {"host": "r2", "role": "replica"}]
+    pg = PostgresConfig.model_validate({"databases": {"app": {"servers": servers}}})
+    router = Router("app", pg.databases["app"], pg, clock=Clock())
+    assert {router.route("SELECT 1", client()).server_index for _ in range(5)} == {2}

@@ -185,3 +185,15 @@ def test_import_cli_prints_toml(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["config", "import", os.fspath(ROOT / "examples" / "pgbouncer.ini")]) == 0
     out = capsys.readouterr().out
     assert '[postgres]' in out and 'server_lifetime = "1800s"' in out
+
+
+def test_debians_packaged_pgbouncer_ini_loads() -> None:
+    # The file the pgbouncer package installs (every key commented out except a handful): a user's starting point.
+    loaded = load_config("/etc/pgbouncer/pgbouncer.ini")
+    pg = loaded.config.postgres
+    assert pg is not None
+    assert pg.listen == "127.0.0.1:6432"  # listen_addr = localhost
+    assert pg.unix_socket_dir == "/var/run/postgresql"
+    assert (pg.auth_type, pg.auth_file) == ("md5", "/etc/pgbouncer/userlist.txt")
+    assert pg.pool_mode == "session" and pg.databases == {}
+    assert {w.split(" ")[0] for w in loaded.warnings} == {"pgbouncer.logfile", "pgbouncer.pidfile"}
