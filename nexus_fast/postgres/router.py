@@ -77,6 +77,7 @@ class RoutingDecision(RouteDecision):
     replica_slot: int = -1  # position among the replicas (selector index); -1 for the primary
     local_reply: tuple[str, ...] | None = None  # answer locally with these CommandComplete tags; no server needed
     error: str | None = None  # answer with this ErrorResponse; no server needed
+    error_sqlstate: str = "0A000"  # PostgreSQL's code for it: 22023 bad value, 42704 unknown parameter, 0A000 else
     shard: int | None = None  # sharding: which shard's servers (None = unsharded)
     cache: CachePolicy | None = None  # query cache: set when the result may be served from / stored in the cache
 
@@ -146,7 +147,8 @@ class NexusSettingsRule:
         for name, value in cls.nexus_settings:
             problem = router.apply_nexus_setting(ctx.client, name, value)
             if problem:
-                return router.refuse(ctx, problem)
+                # As PostgreSQL answers SET: 22023 invalid_parameter_value, 42704 undefined_object (unknown name).
+                return router.refuse(ctx, problem, "42704" if problem.startswith("unrecognized") else "22023")
             tags.append("SET" if value is not None else "RESET")
         return router.primary(ctx, "nexus_settings", local_reply=tuple(tags))
 
@@ -355,9 +357,9 @@ class Router:
         return RoutingDecision("primary", self.primary_index, reason=reason, classification=ctx.classification,
                                local_reply=local_reply, shard=ctx.shard, cache=ctx.cache)
 
-    def refuse(self, ctx: RouteContext, message: str) -> RoutingDecision:
+    def refuse(self, ctx: RouteContext, message: str, sqlstate: str = "0A000") -> RoutingDecision:
         return RoutingDecision("primary", self.primary_index, reason="error", classification=ctx.classification,
-                               error=message, shard=ctx.shard)
+                               error=message, error_sqlstate=sqlstate, shard=ctx.shard)
 
     def replica_or_primary(self, ctx: RouteContext, reason: str) -> RoutingDecision:
         slot = self.pick_replica(ctx.client, ctx.now)

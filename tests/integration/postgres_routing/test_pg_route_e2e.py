@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 
 from nexus_fast._testing.postgres import PostgresCluster
 from nexus_fast._testing.postgres_fixtures import psql, routed_section, running_plane
@@ -85,6 +86,13 @@ async def test_hints_and_set_nexus_role(pg_cluster: PostgresCluster) -> None:
             assert await _where(conn, "SELECT report_total(), pg_is_in_recovery()") is ON_REPLICA
             await conn.execute("SET nexus.role = 'auto'")
             assert await _where(conn, "SELECT pg_is_in_recovery()") is ON_REPLICA
+            # The proxy answered those SETs itself: no server ever saw nexus.role.
+            await conn.execute("SET nexus.role = 'primary'")
+            cur = await conn.execute("SELECT current_setting('nexus.role', true), pg_is_in_recovery()")
+            assert await cur.fetchone() in ((None, False), ("", False))
+            with pytest.raises(psycopg.Error, match="invalid value for nexus.role"):
+                await conn.execute("SET nexus.role = 'sideways'")
+            assert await _where(conn, "SELECT pg_is_in_recovery()") is ON_PRIMARY  # the bad SET changed nothing
         finally:
             await conn.close()
 

@@ -122,7 +122,10 @@ def test_set_nexus_role_is_answered_locally_and_sticks() -> None:
 def test_bad_nexus_settings_are_refused() -> None:
     router = make()
     state = client()
-    assert "invalid value for nexus.role" in (router.route("SET nexus.role = 'sideways'", state).error or "")
+    bad = router.route("SET nexus.role = 'sideways'", state)
+    assert "invalid value for nexus.role" in (bad.error or "") and bad.error_sqlstate == "22023"
+    assert router.route("SET nexus.colour = 1", state).error_sqlstate == "42704"
+    assert router.route("SET nexus.role = 'primary'; SELECT 1", state).error_sqlstate == "0A000"
     assert state.role_override == "auto"
     assert "unrecognized configuration parameter" in (router.route("SET nexus.colour = 'red'", state).error or "")
     mixed = router.route("SET nexus.role = 'primary'; SELECT 1", state)
