@@ -90,7 +90,7 @@ async def test_hints_and_set_nexus_role(pg_cluster: PostgresCluster) -> None:
             await conn.execute("SET nexus.role = 'primary'")
             cur = await conn.execute("SELECT current_setting('nexus.role', true), pg_is_in_recovery()")
             assert await cur.fetchone() in ((None, False), ("", False))
-            with pytest.raises(psycopg.Error, match="invalid value for nexus.role"):
+            with pytest.raises(psycopg.Error, match=r"invalid value for nexus\.role"):
                 await conn.execute("SET nexus.role = 'sideways'")
             assert await _where(conn, "SELECT pg_is_in_recovery()") is ON_PRIMARY  # the bad SET changed nothing
         finally:
