@@ -33,7 +33,7 @@ calls them; ``await router.start()`` / ``await router.close()`` run it.
 
 Hooks the session may call (all optional): ``on_server_error(server_index, reason)`` on a failed connect;
 ``on_query_done(decision, latency_s)`` when a routed statement or transaction finishes (feeds least_connections and
-p2c_ewma; without it least_connections counts picks); ``note_write(client_state)`` after a transaction that wrote
+p2c_ewma); ``note_write(client_state)`` after a transaction that wrote
 finishes (restarts the read-your-writes window at its commit rather than its first statement).
 """
 
