@@ -185,9 +185,11 @@ cdef class ReplyScanner:
     cdef long long _stack[C_MAX_NESTING]
     cdef int _depth
     cdef readonly long long max_bulk
+    cdef public long long errors
 
     def __init__(self, long long max_bulk=MAX_BULK_LENGTH):
         self.max_bulk = max_bulk
+        self.errors = 0
         self.error = None
         self._buf = b""
         self._pos = 0
@@ -256,6 +258,8 @@ cdef class ReplyScanner:
                     break
                 self._depth -= 1
             if self._depth == 0:
+                if p[start] == b'-' or p[start] == b'!':
+                    self.errors += 1
                 out.append(PyBytes_FromStringAndSize(p + start, pos - start))
                 start = pos
         if start >= n:

@@ -225,6 +225,7 @@ class ReplyScanner:
         self._buf = b""
         self._pos = 0  # scan position inside _buf (the reply in progress starts at 0)
         self._stack: list[int] = []
+        self.errors = 0  # top-level error replies (-ERR..., RESP3 !blob) framed so far: the node's error counter
 
     def pending(self) -> int:
         return len(self._buf)
@@ -285,6 +286,8 @@ class ReplyScanner:
                     break
                 stack.pop()
             if not stack:
+                if buf[start] == 0x2D or buf[start] == 0x21:  # "-" or "!"
+                    self.errors += 1
                 out.append(buf[start:pos])
                 start = pos
         self._buf = buf[start:]

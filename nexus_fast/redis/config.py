@@ -92,6 +92,15 @@ class RedisPoolConfig(Section):
     server_retry_timeout: Duration = Field(30.0, description="How long an ejected node stays out before it is "
                                            "probed and, if it answers, put back.")
     health_check_interval: Duration = Field(1.0, description="Active PING checks of every node; 0 disables.")
+    outlier_detection: bool = Field(False, description="Ring mode with `auto_eject_hosts`: eject a node whose "
+                                    "request latency (moving average) exceeds `outlier_latency_factor` times the "
+                                    "median of its peers' and `outlier_min_latency`; it returns like any ejected "
+                                    "node (after `server_retry_timeout`, on a good PING). At most one node is out "
+                                    "for latency at a time, and only with at least two live peers to compare.")
+    outlier_latency_factor: float = Field(5.0, ge=1.5, description="How many times slower than its peers' median "
+                                          "a node must be to count as an outlier.")
+    outlier_min_latency: Duration = Field(0.005, description="A node is never an outlier below this latency "
+                                          "(idle-fast nodes differ by noise, not by health).")
     replication_factor: int = Field(1, ge=1, le=8, description="Each write goes to this many distinct ring "
                                     "successors of its key; reads go to the first healthy one (ring mode).")
     read_from_replicas: bool = Field(False, description="Cluster mode: send read-only commands to replicas.")
@@ -145,6 +154,9 @@ class RedisPoolConfig(Section):
             raise ValueError("a pool needs at least one server")
         if self.replication_factor > 1 and self.mode == "cluster":
             raise ValueError("replication_factor applies to ring mode; Redis Cluster replicates itself")
+        if self.outlier_detection and (self.mode != "ring" or not self.auto_eject_hosts):
+            raise ValueError("outlier_detection needs ring mode with auto_eject_hosts = true (an ejected node "
+                             "must leave the ring)")
         return self
 
     def server_specs(self) -> list[ServerSpec]:

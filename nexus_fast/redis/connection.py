@@ -13,6 +13,7 @@ handler is the client session, or a merge/fan-out/fallback helper for split and 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,10 @@ from nexus_fast.redis.protocol import ReplyScanner, encode_error
 
 if TYPE_CHECKING:
     from nexus_fast.redis.pool import Node
+
+
+# Latency clock: uvloop's loop.time() is libuv's cached millisecond clock, too coarse for sub-millisecond replies.
+_clock = time.perf_counter
 
 
 class Pending:
@@ -52,8 +57,13 @@ class Discard:
 
 
 class ServerConnection(asyncio.Protocol):
-    __slots__ = ("_loop", "closed", "flush_scheduled", "last_progress", "node", "out", "proto", "queue",
-                 "redirects", "scanner", "transport")
+    """Latency is measured per write, not per request (a clock read per request would cost more than the
+    forwarding): each coalesced write is remembered as (requests written so far, its size, when), and when the
+    replies read reach its end, its requests are observed at ``now - when`` in the node's histogram, one weighted
+    observation per batch."""
+
+    __slots__ = ("_loop", "answered", "batches", "closed", "errors_seen", "flush_scheduled", "last_progress", "node",
+                 "out", "proto", "queue", "redirects", "scanner", "transport", "written")
 
     def __init__(self, node: Node, proto: int, redirects: bool) -> None:
         self.node = node
@@ -67,6 +77,10 @@ class ServerConnection(asyncio.Protocol):
         self.closed = False
         self.flush_scheduled = False
         self.last_progress = 0.0
+        self.written = 0  # requests written on this connection
+        self.answered = 0  # replies read on it
+        self.batches: deque[tuple[int, int, float]] = deque()  # (written after the write, its size, its time)
+        self.errors_seen = 0
 
     # -- requests out
     def send(self, pending: Pending) -> None:
@@ -89,7 +103,12 @@ class ServerConnection(asyncio.Protocol):
         if not out or self.transport is None or self.closed:
             return
         self.out = []
-        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.transport.write(data)
+        count = len(out)
+        self.written += count
+        self.batches.append((self.written, count, _clock()))
+        self.node.bytes_out += len(data)
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,16 +120,29 @@ class ServerConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        replies = self.scanner.feed(data)
-        if self.scanner.error is not None:
-            self.abort(f"ERR nexus-fast: node {self.node.address} sent an invalid reply ({self.scanner.error})")
+        node = self.node
+        node.bytes_in += len(data)
+        scanner = self.scanner
+        replies = scanner.feed(data)
+        if scanner.error is not None:
+            self.abort(f"ERR nexus-fast: node {node.address} sent an invalid reply ({scanner.error})")
             return
         if not replies:
             return
-        node = self.node
         if node.failures:
             node.record_success()
         self.last_progress = self._loop.time()
+        if scanner.errors != self.errors_seen:
+            node.error_replies += scanner.errors - self.errors_seen
+            self.errors_seen = scanner.errors
+        self.answered += len(replies)
+        batches = self.batches
+        if batches and batches[0][0] <= self.answered:
+            latency = node.latency
+            now = _clock()
+            while batches and batches[0][0] <= self.answered:
+                _, count, when = batches.popleft()
+                latency.observe(now - when, count)
         queue = self.queue
         redirects = self.redirects
         for raw in replies:

@@ -1,17 +1,82 @@
 """Prometheus metrics of the Redis plane, per pool and per node.
 
 The hot path only bumps plain integer attributes on nodes and pools; ``collect`` (once a second, from the pool's
-background task) turns their deltas into counter increments and sets the gauges.
+background task) turns their deltas into counter increments and sets the gauges. Request latency is kept per node
+in a ``LatencyHistogram`` of plain counters (one weighted observation per coalesced write, see
+``ServerConnection``) and exported at scrape time by ``NodeLatencyCollector``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import HistogramMetricFamily
 
 from nexus_fast.observe.metrics import Metrics
 
 if TYPE_CHECKING:
     from nexus_fast.redis.plane import RedisPool
+
+# Seconds. A Redis round trip through the proxy is ~100 us idle and a few ms under load; 1 s and above is a stall.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+EWMA_ALPHA = 0.1  # weight of the newest batch in the latency EWMA used by outlier detection
+
+
+class LatencyHistogram:
+    """Cumulative latency buckets as plain counters, plus an EWMA of batch latency for outlier detection."""
+
+    __slots__ = ("batches", "counts", "ewma", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.ewma = 0.0
+        self.batches = 0
+
+    def observe(self, seconds: float, count: int = 1) -> None:
+        """``count`` requests that took ``seconds``."""
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += count
+        self.sum += seconds * count
+        self.ewma = seconds if not self.batches else self.ewma + EWMA_ALPHA * (seconds - self.ewma)
+        self.batches += 1
+
+    def reset_ewma(self) -> None:
+        self.ewma = 0.0
+        self.batches = 0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+
+class NodeLatencyCollector:
+    """Exports every pool's per-node ``LatencyHistogram`` as ``nexus_redis_request_duration_seconds``."""
+
+    NAME = "nexus_redis_request_duration_seconds"
+    DOC = ("Request latency per node, from the proxy's write to the node to the reply read (requests written "
+           "together are timed together).")
+
+    def __init__(self, pools: Callable[[], Iterable[RedisPool]]) -> None:
+        self.pools = pools
+
+    def describe(self) -> list[Any]:
+        return [HistogramMetricFamily(self.NAME, self.DOC, labels=["pool", "node"])]
+
+    def collect(self) -> Iterator[Any]:
+        family = HistogramMetricFamily(self.NAME, self.DOC, labels=["pool", "node"])
+        for pool in list(self.pools()):
+            for node in list(pool.router.nodes):
+                family.add_metric([pool.name, node.name], node.latency.buckets(), node.latency.sum)
+        yield family
 
 
 class RedisMetrics:
@@ -41,6 +106,16 @@ class RedisMetrics:
                                          "since start.", ["pool"])
         self.compressed_values = m.gauge("nexus_redis_compressed_values", "Values stored compressed since "
                                          "start.", ["pool"])
+        self.error_replies = m.counter("nexus_redis_node_error_replies_total", "Error replies a node sent "
+                                       "(WRONGTYPE, OOM, ...).", ["pool", "node"])
+        self.node_bytes_sent = m.counter("nexus_redis_node_bytes_sent_total", "Request bytes written to a node.",
+                                         ["pool", "node"])
+        self.node_bytes_received = m.counter("nexus_redis_node_bytes_received_total", "Reply bytes read from a "
+                                             "node.", ["pool", "node"])
+        self.outlier_ejections = m.counter("nexus_redis_outlier_ejections_total", "Times a node was ejected for "
+                                           "latency far above its peers'.", ["pool", "node"])
+        self.latency_ewma = m.gauge("nexus_redis_node_latency_ewma_seconds", "Moving average of the node's "
+                                    "request latency (what outlier detection compares).", ["pool", "node"])
         self._last: dict[tuple[str, ...], int] = {}
 
     def _delta(self, counter: Any, labels: tuple[str, ...], key: str, value: int) -> None:
@@ -58,6 +133,11 @@ class RedisMetrics:
             self._delta(self.replies, labels, "replies", node.replies)
             self._delta(self.errors, labels, "errors", node.errors)
             self._delta(self.ejections, labels, "ejections", node.ejections)
+            self._delta(self.error_replies, labels, "error_replies", node.error_replies)
+            self._delta(self.node_bytes_sent, labels, "bytes_out", node.bytes_out)
+            self._delta(self.node_bytes_received, labels, "bytes_in", node.bytes_in)
+            self._delta(self.outlier_ejections, labels, "outlier_ejections", node.outlier_ejections)
+            self.latency_ewma.labels(*labels).set(node.latency.ewma)
             self.node_up.labels(*labels).set(0 if node.ejected else 1)
             self.queue_depth.labels(*labels).set(node.queue_depth)
             if node.latency_ms is not None:

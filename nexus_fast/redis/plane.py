@@ -19,7 +19,8 @@ from typing import Any
 from nexus_fast.config.schema import NexusConfig
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.redis.config import RedisPoolConfig
-from nexus_fast.redis.metrics import RedisMetrics
+from nexus_fast.redis.metrics import NodeLatencyCollector, RedisMetrics
+from nexus_fast.redis.pool import Node
 from nexus_fast.redis.router import ClusterRouter, RingRouter, Router
 from nexus_fast.redis.session import ClientSession
 from nexus_fast.server.plane import BackendHealth
@@ -27,6 +28,7 @@ from nexus_fast.server.plane import BackendHealth
 log = logging.getLogger("nexus_fast.redis")
 
 TICK = 0.05
+OUTLIER_MIN_BATCHES = 20  # latency samples (coalesced writes) a node needs before it is judged
 
 
 class RedisPool:
@@ -146,7 +148,33 @@ class RedisPool:
                     self._probe(node, readmit=False)
         if mono - self._last_metrics >= 1.0:
             self._last_metrics = mono
+            if self.config.outlier_detection:
+                self.check_outliers()
             self.metrics.collect(self)
+
+    def check_outliers(self) -> Node | None:
+        """Eject the node whose latency EWMA is far above its live peers' median (at most one out at a time).
+
+        Envoy's outlier detection ejects on success rate and consecutive errors; for a cache, a node that answers
+        but slowly (swapping, a noisy neighbour, a big KEYS) hurts every pipeline it shares, so latency is the
+        signal here. Returns the ejected node, or None."""
+        config = self.config
+        nodes = self.router.nodes
+        if any(n.ejected_for_latency for n in nodes):
+            return None
+        measured = [n for n in nodes if not n.ejected and n.latency.batches >= OUTLIER_MIN_BATCHES]
+        if len(measured) < 3:
+            return None
+        for node in sorted(measured, key=lambda n: -n.latency.ewma):
+            peers = sorted(p.latency.ewma for p in measured if p is not node)
+            median = peers[len(peers) // 2]
+            if node.latency.ewma > max(config.outlier_min_latency, config.outlier_latency_factor * median):
+                log.warning("redis node %s ejected as a latency outlier: %.1f ms against a peer median of %.1f ms",
+                            node.address, node.latency.ewma * 1000, median * 1000)
+                node.eject(for_latency=True)
+                return node
+            break  # only the slowest node can be the outlier
+        return None
 
     def _probe(self, node: Any, readmit: bool) -> None:
         async def run() -> None:
@@ -184,6 +212,7 @@ class RedisPlane:
         self.config = config
         section = config.redis
         self.pools: dict[str, RedisPool] = {}
+        metrics.registry.register(NodeLatencyCollector(lambda: self.pools.values()))
         if section is not None:
             for name, pool_config in section.pools.items():
                 self.pools[name] = RedisPool(name, pool_config, self.metrics)

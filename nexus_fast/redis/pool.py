@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nexus_fast.redis.connection import Discard, Pending, ServerConnection
+from nexus_fast.redis.metrics import LatencyHistogram
 from nexus_fast.redis.protocol import encode_command
 
 if TYPE_CHECKING:
@@ -44,7 +45,13 @@ class Node:
         self.requests = 0
         self.replies = 0
         self.errors = 0
+        self.error_replies = 0  # error replies the node sent (WRONGTYPE, OOM...): its answers, not its failures
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.ejections = 0
+        self.outlier_ejections = 0
+        self.ejected_for_latency = False
+        self.latency = LatencyHistogram()
         self._tasks: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:
@@ -117,11 +124,18 @@ class Node:
         self.last_error = reason
         config = self.config
         if config.auto_eject_hosts and not self.ejected and self.failures >= config.server_failure_limit:
-            self.ejected = True
-            self.ejections += 1
-            self.retry_at = time.monotonic() + config.server_retry_timeout
             log.warning("redis node %s ejected after %d failures: %s", self.address, self.failures, reason)
-            self.router.topology_changed()
+            self.eject()
+
+    def eject(self, for_latency: bool = False) -> None:
+        """Out of the ring until ``server_retry_timeout`` has passed and a PING succeeds."""
+        self.ejected = True
+        self.ejections += 1
+        self.ejected_for_latency = for_latency
+        if for_latency:
+            self.outlier_ejections += 1
+        self.retry_at = time.monotonic() + self.config.server_retry_timeout
+        self.router.topology_changed()
 
     def record_success(self) -> None:
         self.failures = 0
@@ -129,7 +143,9 @@ class Node:
     def readmit(self) -> None:
         if self.ejected:
             self.ejected = False
+            self.ejected_for_latency = False
             self.failures = 0
+            self.latency.reset_ewma()
             log.warning("redis node %s is back in the ring", self.address)
             self.router.topology_changed()
 

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from nexus_fast._testing.faultproxy import FaultProxy
 from nexus_fast._testing.ports import free_port
 from nexus_fast._testing.redis import RedisNodes
 from nexus_fast.config.load import validate
@@ -140,3 +141,52 @@ async def test_dead_node_without_ejection_fails_fast_with_clear_error(fault_node
             assert await client.set(other, "fine") is True
         finally:
             await client.aclose()
+
+
+async def test_slow_node_is_ejected_as_latency_outlier(fault_nodes):
+    """A node that answers, but 30 ms late (behind a delaying fault proxy), is ejected on latency alone and the
+    others keep serving; it stays out for server_retry_timeout like a failed node."""
+    with FaultProxy(fault_nodes[1].host, fault_nodes[1].port) as slow:
+        slow.delay(0.03)
+        servers = [fault_nodes[0].address + ":1", f"127.0.0.1:{slow.port}:1", fault_nodes[2].address + ":1"]
+        port = free_port()
+        pool = {"listen": f"127.0.0.1:{port}", "servers": servers, "hash": "murmur", "auto_eject_hosts": True,
+                "server_retry_timeout": "30s", "timeout": "1s", "outlier_detection": True,
+                "outlier_latency_factor": 4.0, "outlier_min_latency": "5ms"}
+        plane = create_plane(validate({"redis": {"pools": {"cache": pool}}}, "t"), Metrics())
+        await plane.start()
+        try:
+            router = plane.pools["cache"].router
+            stop = asyncio.Event()
+            acked: list[str] = []
+            failed: list[str] = []
+            load = asyncio.create_task(pipelined_load(port, "slow", stop, acked, failed))
+            await wait_until(lambda: router.nodes[1].ejected)
+            node = router.nodes[1]
+            assert node.ejected_for_latency and node.outlier_ejections == 1 and node.failures == 0
+            assert node.latency.ewma > 4 * max(router.nodes[0].latency.ewma, router.nodes[2].latency.ewma)
+            served = len(acked)
+            await asyncio.sleep(0.5)
+            stop.set()
+            await load
+            assert len(acked) > served + 100 and failed == []  # nothing failed: slow is not broken
+            assert {router.ring.lookup(b"after:%d" % i) for i in range(100)} == {0, 2}
+            assert not router.nodes[0].ejected and not router.nodes[2].ejected
+        finally:
+            await plane.close()
+
+
+async def test_outlier_detection_off_by_default_keeps_a_slow_node(fault_nodes):
+    with FaultProxy(fault_nodes[1].host, fault_nodes[1].port) as slow:
+        slow.delay(0.03)
+        servers = [fault_nodes[0].address + ":1", f"127.0.0.1:{slow.port}:1", fault_nodes[2].address + ":1"]
+        async with proxy(fault_nodes, servers=servers) as (plane, port):
+            router = plane.pools["cache"].router
+            stop = asyncio.Event()
+            acked: list[str] = []
+            load = asyncio.create_task(pipelined_load(port, "keep", stop, acked, []))
+            await wait_until(lambda: router.nodes[1].latency.batches >= 40)
+            await asyncio.sleep(1.2)  # at least one metrics pass, where outlier detection would run
+            stop.set()
+            await load
+            assert not router.nodes[1].ejected and router.nodes[1].latency.ewma > 0.02

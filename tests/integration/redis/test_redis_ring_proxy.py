@@ -8,12 +8,14 @@ import os
 import socket
 import time
 
+import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from nexus_fast._testing.ports import free_port
 from nexus_fast.balance.ring import KetamaRing
 from nexus_fast.cache.codec import MARKER
-from nexus_fast.config.load import load_config
+from nexus_fast.config.load import load_config, validate
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.redis.plane import create_plane
 from tests.integration.redis.conftest import run_proxy
@@ -248,3 +250,50 @@ async def test_redis_cli_and_benchmark_from_nutcracker_yml(nodes, tmp_path):
     finally:
         await plane.close()
     assert os.path.exists(yml)
+
+
+async def test_node_latency_bytes_and_error_replies_on_metrics(nodes):
+    metrics = Metrics()
+    port = free_port()
+    config = validate({"redis": {"pools": {"cache": {"listen": f"127.0.0.1:{port}", "servers": nodes.servers(),
+                                                     "hash": HASH}}}}, "t")
+    plane = create_plane(config, metrics)
+    await plane.start()
+    try:
+        client = aioredis.Redis(port=port)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(300):
+                    pipe.set(f"lat:{i}", "v" * 10)
+                await pipe.execute()
+            for i in range(30):
+                await client.get(f"lat:{i}")
+            with pytest.raises(redis.exceptions.ResponseError):
+                await client.incr("lat:0")  # "v"*10 is not an integer: one error reply from its node
+        finally:
+            await client.aclose()
+        pool = plane.pools["cache"]
+        pool.metrics.collect(pool)
+        text = metrics.exposition().decode()
+    finally:
+        await plane.close()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("nexus_redis_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+
+    def per_node(metric: str) -> list[float]:
+        # a counter's labelled child appears once it has been incremented
+        return [samples.get(f'{metric}{{node="{n.address}",pool="cache"}}', 0.0) for n in nodes.nodes]
+
+    counts = per_node("nexus_redis_request_duration_seconds_count")
+    assert sum(counts) >= 331 and all(c > 0 for c in counts)  # every request timed, on the node that served it
+    inf = [samples[f'nexus_redis_request_duration_seconds_bucket{{le="+Inf",node="{n.address}",pool="cache"}}']
+           for n in nodes.nodes]
+    assert inf == counts
+    assert all(0 < s < c for s, c in zip(per_node("nexus_redis_request_duration_seconds_sum"), counts, strict=True))
+    assert sum(per_node("nexus_redis_node_bytes_sent_total")) > 300 * 30  # 300 SETs of ~40 bytes each
+    assert sum(per_node("nexus_redis_node_bytes_received_total")) >= 300 * 5  # "+OK\r\n" each
+    assert sum(per_node("nexus_redis_node_error_replies_total")) == 1
+    assert all(e > 0 for e in per_node("nexus_redis_node_latency_ewma_seconds"))

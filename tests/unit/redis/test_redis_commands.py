@@ -62,3 +62,16 @@ def test_arity():
 def test_blocking_xread_refused():
     assert is_blocking_call(TABLE[b"xread"], [b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"$"])
     assert not is_blocking_call(TABLE[b"xread"], [b"XREAD", b"STREAMS", b"s", b"0"])
+
+
+def test_fast_path_table_matches_the_spec():
+    # the session's inlined hot path checks arity and picks the key from SINGLE_KEY alone
+    from nexus_fast.redis.commands import SINGLE_KEY
+
+    assert SINGLE_KEY[b"GET"] == (1, 2, 2) and SINGLE_KEY[b"set"] == (1, 3, 1 << 30)
+    for name, (first, least, most) in SINGLE_KEY.items():
+        spec = TABLE[name]
+        assert spec.kind == Kind.SINGLE and not spec.container and spec.first == first
+        for argc in range(1, 6):
+            assert (least <= argc <= most) == spec.arity_ok(argc)
+    assert b"MGET" not in SINGLE_KEY and b"PING" not in SINGLE_KEY and b"CLIENT" not in SINGLE_KEY

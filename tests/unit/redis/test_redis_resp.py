@@ -111,6 +111,13 @@ def test_replies_resumable_byte_by_byte(resp):
     for i in range(len(stream)):
         got += scanner.feed(stream[i:i + 1])
     assert got == REPLIES and scanner.pending() == 0
+    assert scanner.errors == 2  # "-ERR bad" and RESP3 "!5 ERROR", however the bytes arrived
+
+
+def test_error_replies_counted_at_top_level_only(resp):
+    scanner = resp.ReplyScanner()
+    scanner.feed(b"-ERR a\r\n*2\r\n-ERR nested\r\n:1\r\n+OK\r\n-WRONGTYPE b\r\n")
+    assert scanner.errors == 2  # an error inside an array (EXEC, MGET merge) is part of a reply, not a failure
 
 
 def test_big_array_in_many_reads(resp):
