@@ -56,6 +56,12 @@ _SESSION_IDS = iter(range(1, 1 << 62))
 LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
 # A batch ending in one of these leaves the server inside an extended-protocol exchange awaiting Sync.
 _UNSYNCED = frozenset(b"PBEDCH")
+_STATUS_BYTES = [bytes((i,)) for i in range(256)]
+_scan_server = fr.scan_server
+_scan_client = fr.scan_client
+_C_NAMED = fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE
+_S_PARAM = fr.S_PARAMETER_STATUS
+_S_PC_CC = fr.S_PARSE_COMPLETE | fr.S_CLOSE_COMPLETE
 _BUFFER_HIGH = 1 << 20  # bytes buffered from a client waiting for a server before its reading is paused
 
 
@@ -109,6 +115,9 @@ class ClientSession(asyncio.Protocol):
         self._waiter: tuple[Pool, Any] | None = None
         self._param_sig: tuple[str, ...] = ()
         self._decision: Any = None  # the router's decision for the transaction in progress
+        self._idle_timeouts = bool(self.config.client_idle_timeout or self.config.idle_transaction_timeout)
+        self._query_timeout = self.config.query_timeout
+        self._slow_flags = fr.C_TERMINATE | fr.C_UNKNOWN  # plus the named-statement messages when tracking
 
     # ------------------------------------------------------------------ asyncio plumbing
     def connection_made(self, transport: Any) -> None:
@@ -410,6 +419,8 @@ class ClientSession(asyncio.Protocol):
         settings = self.config.pool_settings(self.database, self.user)
         self.pool_mode = settings.pool_mode
         self.track_prepared = self.pool_mode != "session" and self.config.max_prepared_statements > 0
+        if self.track_prepared:
+            self._slow_flags |= _C_NAMED
         self.route_state = ClientRouteState(self.database, self.user, self.addr, pool_mode=self.pool_mode)
         entry = self.config.database(self.database)
         assert entry is not None
@@ -449,7 +460,8 @@ class ClientSession(asyncio.Protocol):
         self._param_sig = cached[2]
         self.write(cached[3] + pq.backend_key_data(self.pid, self.key) + pq.ready_for_query())
         self.state = READY
-        self._arm_idle(b"I")
+        if self._idle_timeouts:
+            self._arm_idle(b"I")
         if self.inbuf and not self.waiting:
             self._pump()
 
@@ -552,21 +564,20 @@ class ClientSession(asyncio.Protocol):
     def _pump_fresh(self, data: bytes) -> None:
         """The hot path: nothing buffered and ``data`` holds whole messages for a lent or idle connection."""
         try:
-            end, syncs, flags, last = fr.scan_client(data)
+            end, syncs, flags, last = _scan_client(data)
         except ValueError as exc:
             self.fatal(f"invalid message from client: {exc}")
             return
         server = self.server
-        if (
-            end != len(data)
-            or flags & (fr.C_TERMINATE | fr.C_UNKNOWN)
-            or (self.track_prepared and (flags & (fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE)))
-            or (server is None and not self.single_server)
-        ):
+        if end != len(data) or flags & self._slow_flags:
             self.inbuf += data
             self._pump()
             return
         if server is None:
+            if not self.single_server:
+                self.inbuf += data
+                self._pump()
+                return
             pool = self.pools.get(0)
             if pool is None or pool.closed:
                 pool = self._pool(0)
@@ -576,22 +587,24 @@ class ClientSession(asyncio.Protocol):
                 self._pump()
                 return
             self._attach(server, pool)
-        if server.prepared.busy:
+        else:
+            pool = self.server_pool
+        tracker = server.prepared
+        if tracker.parse_queue or tracker.close_queue:
             self.inbuf += data
             self._pump()
             return
-        server.prepared.syncs_sent += syncs
+        tracker.syncs_sent += syncs
         server.unsynced = last in _UNSYNCED
         if syncs:
             if self.pending == 0:
                 self.query_start = time.monotonic()
-                if self.config.query_timeout:
-                    self._timer("query", self.config.query_timeout, self._on_query_timeout)
+                if self._query_timeout:
+                    self._timer("query", self._query_timeout, self._on_query_timeout)
             self.pending += syncs
-        pool = self.server_pool
         if pool is not None:
             pool.stats.total_received += end
-        server.write(data)
+        server.transport.write(data)
 
     def _pump(self) -> None:
         """Forward complete client messages to the server lent to this client, borrowing one if needed."""
@@ -815,6 +828,10 @@ class ClientSession(asyncio.Protocol):
 
     # ------------------------------------------------------------------ server data
     def on_server_data(self, data: bytes) -> None:
+        """Forward a server buffer; at the ReadyForQuery that ends the client's requests, return the server.
+
+        The hot path of the proxy (one call per server read): kept flat on purpose.
+        """
         server = self.server
         if server is None:
             return
@@ -822,14 +839,14 @@ class ClientSession(asyncio.Protocol):
             data = self.srv_tail + data
             self.srv_tail = b""
         try:
-            end, ready, status, flags = fr.scan_server(data)
+            end, ready, status, flags = _scan_server(data)
         except ValueError:
             server.dirty = True
             self.fatal("server sent an invalid message", "08P01")
             return
         tracker = server.prepared
-        if server.swallow_ready or flags & fr.S_PARAMETER_STATUS or (
-            (tracker.busy or tracker.marks) and (flags & (fr.S_PARSE_COMPLETE | fr.S_CLOSE_COMPLETE) or ready)
+        if server.swallow_ready or flags & _S_PARAM or (
+            (tracker.parse_queue or tracker.close_queue or tracker.marks) and (flags & _S_PC_CC or ready)
         ):
             out, ready, status = self._filter_server(server, data, end)
         else:
@@ -838,13 +855,58 @@ class ClientSession(asyncio.Protocol):
                 tracker.ready_seen += ready
         if end < len(data):
             self.srv_tail = data[end:]
+        pool = self.server_pool
         if out:
-            self.write(out)
-            pool = self.server_pool
+            transport = self.transport
+            if not transport.is_closing():
+                transport.write(out)
             if pool is not None:
                 pool.stats.total_sent += len(out)
-        if ready:
-            self._on_ready(server, ready, status)
+        if not ready:
+            return
+        # --- ReadyForQuery seen
+        pending = self.pending - ready
+        st = _STATUS_BYTES[status]
+        server.status = st
+        idle = status == 73  # 'I'
+        self.route_state.in_transaction = not idle
+        if pending > 0:
+            self.pending = pending
+            return
+        self.pending = 0
+        now = time.monotonic()
+        if self._timers:
+            self._cancel_timer("query")
+        if pool is not None:
+            stats = pool.stats
+            elapsed = now - self.query_start
+            stats.total_query_count += 1
+            stats.total_query_time += int(elapsed * 1e6)
+            pool.metrics.query.observe(elapsed)
+            if idle:
+                elapsed = now - self.xact_start
+                stats.total_xact_count += 1
+                stats.total_xact_time += int(elapsed * 1e6)
+                pool.metrics.xact.observe(elapsed)
+        if idle:
+            if self._decision is not None:
+                self._route_done(now)
+            self.xact_start = now
+            if self.pool_mode != "session" and not server.unsynced:
+                self._release()
+                if self.inbuf and not self.waiting and self.state == READY:
+                    self._pump()
+        elif self.pool_mode == "statement":
+            self.fatal("transaction blocks not allowed in statement pooling mode", "08P01")
+            return
+        if self._idle_timeouts:
+            self._arm_idle(st)
+
+    def _route_done(self, now: float) -> None:
+        decision, self._decision = self._decision, None
+        done = getattr(self.plane.router_for(self.database), "on_query_done", None)
+        if done is not None:
+            done(decision, now - self.xact_start)
 
     def _filter_server(self, server: ServerConnection, data: bytes, end: int) -> tuple[bytes, int, int]:
         tracker = server.prepared
@@ -887,44 +949,6 @@ class ClientSession(asyncio.Protocol):
                 status = data[start + 5]
             out.append(data[start:stop])
         return b"".join(out), ready, status
-
-    def _on_ready(self, server: ServerConnection, ready: int, status: int) -> None:
-        self.pending -= ready
-        st = bytes((status,))
-        server.status = st
-        self.route_state.in_transaction = st != b"I"
-        if self.pending > 0:
-            return
-        self.pending = 0
-        now = time.monotonic()
-        pool = self.server_pool
-        if self._timers:
-            self._cancel_timer("query")
-        if pool is not None:
-            stats = pool.stats
-            stats.total_query_count += 1
-            stats.total_query_time += int((now - self.query_start) * 1e6)
-            pool.metrics.query.observe(now - self.query_start)
-        if st == b"I":
-            if pool is not None:
-                stats.total_xact_count += 1
-                stats.total_xact_time += int((now - self.xact_start) * 1e6)
-                pool.metrics.xact.observe(now - self.xact_start)
-            decision = self._decision
-            if decision is not None:
-                self._decision = None
-                done = getattr(self.plane.router_for(self.database), "on_query_done", None)
-                if done is not None:
-                    done(decision, now - self.xact_start)
-            self.xact_start = now
-            if self.pool_mode != "session" and not server.unsynced:
-                self._release()
-                if self.inbuf and not self.waiting and self.state == READY:
-                    self._pump()
-        elif self.pool_mode == "statement":
-            self.fatal("transaction blocks not allowed in statement pooling mode", "08P01")
-            return
-        self._arm_idle(st)
 
     def _release(self) -> None:
         server, pool = self.server, self.server_pool
