@@ -50,6 +50,7 @@ class RunSettings:
     postgres: tuple[str, int] | None = None
     postgres_origin: str = "named with --postgres"
     redis: tuple[str, int] | None = None
+    note: str = ""
 
     @classmethod
     def quick(cls) -> RunSettings:
@@ -96,9 +97,6 @@ class Progress:
     def clock(seconds: float) -> str:
         seconds = max(0, int(seconds))
         return f"{seconds // 60}:{seconds % 60:02d}"
-
-    def note(self, message: str) -> None:
-        print(f"  {message}", file=self.stream, flush=True)
 
     def step(self, message: str) -> None:
         self.done += 1
@@ -379,6 +377,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "user postgres, max_connections above 64 + 3 pools) measured directly and behind every proxy; "
                         "a database nexus_bench is (re)created there. Default: a dedicated server the harness "
                         "starts (so a 64-client direct run fits next to the poolers' server connections)")
+    parser.add_argument("--note", default="", help="a sentence about the conditions of this run, printed with the "
+                        "machine description (e.g. other work sharing the machine)")
     parser.add_argument("--redis", default=None, help="HOST:PORT of an existing Redis for the single-node "
                         "scenarios (default: a dedicated redis-server, so benchmark keys never land in a shared one)")
 
@@ -399,6 +399,7 @@ def main(args: argparse.Namespace) -> int:
     settings.pool_size = args.pool_size
     settings.postgres = _address(args.postgres) if args.postgres else None
     settings.redis = _address(args.redis) if args.redis else None
+    settings.note = args.note
     split = [item.strip() for item in args.scenarios.split(",") if item.strip()] or None
     targets = [item.strip() for item in args.targets.split(",") if item.strip()] or None
     try:

@@ -165,6 +165,8 @@ def machine_lines(report: dict[str, Any]) -> list[str]:
         f"{run['duration_s']} s; load average at start {m.get('load_average_at_start')}, at end "
         f"{m.get('load_average_at_end')} (other work on the machine competes for its {m.get('cores')} cores).",
     ]
+    if run["settings"].get("note"):
+        lines.append(f"- Note: {run['settings']['note']}")
     return lines
 
 
