@@ -115,7 +115,9 @@ def run_redis_job(job: Job, endpoint: Endpoint, settings: RunSettings) -> list[M
     requests = settings.redis_requests[pipeline]
     before, started = _cpu(endpoint), time.monotonic()
     result = run_redis_benchmark(host=endpoint.address[0], port=endpoint.address[1], clients=job.params["clients"],
-                                 requests=requests, pipeline=pipeline, timeout_s=max(60.0, requests / 2000))
+                                 requests=requests, pipeline=pipeline,
+                                 # A hung target must not stall the run: give up below ~5,000 req/s.
+                                 timeout_s=max(20.0, 2 * requests / 5000))
     elapsed = time.monotonic() - started
     after = _cpu(endpoint)
     total_requests = requests * len(result.rows)

@@ -4,10 +4,13 @@ and a target that cannot start is skipped with its reason instead of failing the
 from __future__ import annotations
 
 import shutil
+import socket
+import time
 
 import pytest
 
 from bench import targets as targets_module
+from bench.redis_benchmark import RedisBenchmarkError, run_redis_benchmark
 from bench.targets import TargetOptions, TargetSet, check_postgres, check_redis
 from bench.tools import check_tools
 from nexus_fast._testing.ports import port_open, system_postgres_address, system_redis_address
@@ -43,3 +46,20 @@ def test_bench_target_that_cannot_start_is_skipped_with_the_reason(monkeypatch):
         assert target.skipped["redis"].startswith("the generated nexus.toml is not valid")
         assert "workers must be between 1 and 256" in target.skipped["redis"]
     assert any("skipped" in line for line in logged)
+
+
+@pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="needs redis-benchmark")
+def test_bench_hung_or_absent_target_fails_the_run_not_the_harness():
+    # A listener that never answers (the kernel completes connections; nobody reads): redis-benchmark would wait
+    # forever, the harness gives up after its timeout. Nothing listening: refused before redis-benchmark starts
+    # (this redis-benchmark spins forever on a closed port).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(RedisBenchmarkError, match="did not finish within 1s"):
+            run_redis_benchmark(host="127.0.0.1", port=port, requests=100, clients=2, timeout_s=1.0)
+        assert time.monotonic() - started < 10
+    with pytest.raises(RedisBenchmarkError, match="nothing accepts connections"):
+        run_redis_benchmark(host="127.0.0.1", port=port, requests=100)
