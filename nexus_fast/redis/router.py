@@ -168,6 +168,58 @@ def decode_reply(reply: bytes, codec: Codec) -> bytes:
     return reply
 
 
+# -- cluster topology replies (sans-IO: hiredis-parsed values in, slot ranges out) ----------------------------------
+
+Address = tuple[str, int]
+SlotRange = tuple[int, int, Address, list[Address]]  # first slot, last slot, master, replicas
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def ranges_from_slots(reply: list) -> list[SlotRange]:
+    """CLUSTER SLOTS: ``[[start, end, [ip, port, id...], [replica ip, port, id...]...], ...]``."""
+    out: list[SlotRange] = []
+    for entry in reply:
+        master = (_text(entry[2][0]), int(entry[2][1]))
+        out.append((int(entry[0]), int(entry[1]), master, [(_text(r[0]), int(r[1])) for r in entry[3:]]))
+    return out
+
+
+def ranges_from_shards(reply: list) -> list[SlotRange]:
+    """CLUSTER SHARDS (Redis 7.0+): one map per shard, ``slots`` as flat start/end pairs and ``nodes`` as maps with
+    ``endpoint``/``ip``, ``port``, ``role`` and ``health``. Replicas that are not ``online`` (failed, still loading)
+    are left out; a shard without slots or without a master is skipped."""
+    out: list[SlotRange] = []
+    for shard in reply:
+        fields = _as_map(shard)
+        bounds = [int(v) for v in fields.get("slots", [])]
+        master: Address | None = None
+        replicas: list[Address] = []
+        for raw_node in fields.get("nodes", []):
+            node = _as_map(raw_node)
+            endpoint = _text(node.get("endpoint", b""))
+            host = endpoint if endpoint and endpoint != "?" else _text(node.get("ip", b""))
+            port = int(node.get("port", node.get("tls-port", 0)))
+            if _text(node.get("role", b"")) == "master":
+                master = (host, port)
+            elif _text(node.get("health", b"online")) == "online":
+                replicas.append((host, port))
+        if master is None:
+            continue
+        for i in range(0, len(bounds) - 1, 2):
+            out.append((bounds[i], bounds[i + 1], master, list(replicas)))
+    return out
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    """A RESP3 map (dict) or its RESP2 form, a flat key/value array."""
+    if isinstance(value, dict):
+        return {_text(k): v for k, v in value.items()}
+    return {_text(value[i]): value[i + 1] for i in range(0, len(value) - 1, 2)}
+
+
 # -- routers -----------------------------------------------------------------------------------------------------
 
 
@@ -424,7 +476,7 @@ class RingRouter(Router):
 
 
 class ClusterRouter(Router):
-    """Redis Cluster mode: the slot map from CLUSTER SLOTS, MOVED/ASK followed, refreshed on redirects."""
+    """Redis Cluster mode: the slot map from CLUSTER SHARDS (or SLOTS), MOVED/ASK followed, refreshed on redirects."""
 
     cluster_mode = True
 
@@ -433,14 +485,26 @@ class ClusterRouter(Router):
         self.crossslot = CROSSSLOT_CLUSTER
         self.seeds = [(s.host, s.port) for s in config.server_specs()]
         self.by_address: dict[str, Node] = {}
-        self.slots: list[Node | None] = [None] * 16384
+        self._slots: list[Node | None] = [None] * 16384
         self.replica_slots: list[list[Node]] = [[] for _ in range(16384)]
         self._refreshing: asyncio.Task | None = None
         self.last_refresh = 0.0
         self.refreshes = 0
+        self.topology_command = "shards"  # becomes "slots" when a node refuses CLUSTER SHARDS
         if self.codec is None and not config.read_from_replicas:
             self.fast_lookup = key_slot
-            self.fast_nodes = self.slots
+            self.fast_nodes = self._slots
+
+    @property
+    def slots(self) -> list[Node | None]:
+        """Owner of each of the 16384 slots (None: not covered); also the session's fast-path table."""
+        return self._slots
+
+    @slots.setter
+    def slots(self, value: list[Node | None]) -> None:
+        self._slots = value
+        if self.fast_lookup is not None:
+            self.fast_nodes = value
 
     def node_at(self, host: str, port: int, replica: bool = False) -> Node:
         address = f"{host}:{port}"
@@ -494,36 +558,48 @@ class ClusterRouter(Router):
             self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
 
     async def refresh(self) -> bool:
-        """Read the slot map from the first node that answers CLUSTER SLOTS."""
+        """Read the slot map from the first node that answers: CLUSTER SHARDS (Redis 7+), else CLUSTER SLOTS.
+
+        A node that refuses SHARDS (an error reply: Redis 6 and older) makes the router use SLOTS from then on."""
         candidates = [(n.host, n.port) for n in self.nodes if not n.replica and not n.ejected] + self.seeds
         for host, port in candidates:
+            ranges = None
             try:
-                reply = await asyncio.wait_for(self._query(host, port, [b"CLUSTER", b"SLOTS"]),
-                                               self.config.connect_timeout)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                if self.topology_command == "shards":
+                    reply = await asyncio.wait_for(self._query(host, port, [b"CLUSTER", b"SHARDS"]),
+                                                   self.config.connect_timeout)
+                    if isinstance(reply, list):
+                        ranges = ranges_from_shards(reply)
+                    elif isinstance(reply, Exception):
+                        log.info("redis pool %s: %s:%d refused CLUSTER SHARDS (%s); using CLUSTER SLOTS",
+                                 self.pool_name, host, port, reply)
+                        self.topology_command = "slots"
+                if ranges is None and self.topology_command == "slots":
+                    reply = await asyncio.wait_for(self._query(host, port, [b"CLUSTER", b"SLOTS"]),
+                                                   self.config.connect_timeout)
+                    if isinstance(reply, list):
+                        ranges = ranges_from_slots(reply)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError, TypeError):
                 continue
-            if not isinstance(reply, list):
+            if ranges is None:
                 continue
-            self._apply_slots(reply)
+            self._apply_ranges(ranges)
             self.last_refresh = time.monotonic()
             self.refreshes += 1
             return True
         return False
 
-    def _apply_slots(self, reply: list) -> None:
+    def _apply_ranges(self, ranges: list[SlotRange]) -> None:
         slots: list[Node | None] = [None] * 16384
         replicas: list[list[Node]] = [[] for _ in range(16384)]
-        for entry in reply:
-            start, end, master = int(entry[0]), int(entry[1]), entry[2]
-            node = self.node_at(master[0].decode() or "127.0.0.1", int(master[1]))
-            reps = [self.node_at(r[0].decode() or "127.0.0.1", int(r[1]), replica=True) for r in entry[3:]]
+        for start, end, (host, port), replica_addresses in ranges:
+            node = self.node_at(host or "127.0.0.1", port)
+            reps = [self.node_at(h or "127.0.0.1", p, replica=True) for h, p in replica_addresses]
             for slot in range(start, end + 1):
                 slots[slot] = node
                 replicas[slot] = reps
         self.slots = slots
         self.replica_slots = replicas
-        if self.fast_lookup is not None:
-            self.fast_nodes = slots
 
     async def _query(self, host: str, port: int, args: list[bytes]) -> Any:
         reader, writer = await asyncio.open_connection(host, port)

@@ -71,3 +71,30 @@ async def test_cluster_reads_from_replicas(redis_cluster):
             assert replicas and sum(n.requests for n in replicas) >= 1
         finally:
             await client.aclose()
+
+
+async def test_slot_map_from_cluster_shards_matches_cluster_slots(redis_cluster):
+    """Redis 7 answers CLUSTER SHARDS: the router reads the map from it, and the map is the one CLUSTER SLOTS gives."""
+    from nexus_fast.redis.router import ranges_from_shards, ranges_from_slots
+
+    pool = {"mode": "cluster", "servers": redis_cluster.seeds(), "read_from_replicas": True}
+    async with run_proxy(pool) as (plane, port):
+        router = plane.pools["cache"].router
+        assert router.topology_command == "shards" and router.refreshes >= 1
+        host, port_text = redis_cluster.seeds()[0].split(":")[:2]
+        shards = await router._query(host, int(port_text), [b"CLUSTER", b"SHARDS"])
+        slots = await router._query(host, int(port_text), [b"CLUSTER", b"SLOTS"])
+
+        def normal(ranges):
+            return sorted((a, b, m, sorted(r)) for a, b, m, r in ranges)
+
+        assert normal(ranges_from_shards(shards)) == normal(ranges_from_slots(slots))
+        assert sum(b - a + 1 for a, b, _, _ in ranges_from_shards(shards)) == 16384
+        assert all(len(r) == 1 for _, _, _, r in ranges_from_shards(shards))  # each master's replica is online
+        assert all(router.replica_slots[s] for s in range(0, 16384, 97))
+        client = aioredis.Redis(port=port)
+        try:
+            assert await client.set("shards:k", "v") is True
+            assert await client.get("shards:k") == b"v"
+        finally:
+            await client.aclose()
