@@ -31,6 +31,7 @@ from nexus_fast.postgres.server_conn import (
     ServerLogin,
     open_server,
     send_cancel,
+    set_keepalive,
 )
 from nexus_fast.postgres.session import ClientSession
 from nexus_fast.server.plane import BackendHealth
@@ -106,6 +107,7 @@ class PostgresPlane:
             if entry.password is not None:
                 users[name] = entry.password.get_secret_value()
         self.secrets = {name: Secret(name, text) for name, text in users.items()}
+        self._login_infos: dict[tuple[str, str], tuple[str, bool, int]] = {}
         self.client_ssl_context = _client_ssl_context(cfg)
         self.server_ssl_context = _server_ssl_context(cfg)
 
@@ -116,6 +118,10 @@ class PostgresPlane:
         self.server = await loop.create_server(
             lambda: ClientSession(self), host, port, reuse_port=True, backlog=4096, start_serving=True
         )
+        cfg = self.config
+        for sock in self.server.sockets:
+            # Accepted sockets inherit these options from the listener on Linux: set once, not per client.
+            set_keepalive(sock, cfg.tcp_keepalive, cfg.tcp_keepidle, cfg.tcp_keepintvl, cfg.tcp_keepcnt)
         if self.config.unix_socket_dir:
             # libpq's socket name: <dir>/.s.PGSQL.<port>
             path = os.path.join(self.config.unix_socket_dir, f".s.PGSQL.{port}")
@@ -331,6 +337,19 @@ class PostgresPlane:
         elif pool.login.scram_keys is None and session.scram_client_keys is not None and pool.login.password is None:
             pool.login.scram_keys = session.scram_client_keys
         return pool
+
+    def login_info(self, database: str, user: str) -> tuple[str, bool, int]:
+        """(pool_mode, single_server, primary index) of a client's (database, user), cached until reload."""
+        info = self._login_infos.get((database, user))
+        if info is None:
+            entry = self.config.database(database)
+            assert entry is not None
+            servers = entry.server_list()
+            info = (self.config.pool_settings(database, user).pool_mode, len(servers) == 1,
+                    servers.index(entry.primary()))
+            if len(self._login_infos) < 10000:
+                self._login_infos[(database, user)] = info
+        return info
 
     def _user_connections(self, user: str) -> int:
         return sum(p.size() for (_db, u, _i), p in self.pools.items() if u == user)

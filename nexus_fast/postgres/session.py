@@ -37,7 +37,7 @@ from nexus_fast.postgres import framing as fr
 from nexus_fast.postgres import protocol as pq
 from nexus_fast.postgres.auth import AuthFailed, ScramKeys, ScramServer, Secret
 from nexus_fast.postgres.route import ClientRouteState, RouteDecision
-from nexus_fast.postgres.server_conn import ServerConnection, ServerError, set_keepalive
+from nexus_fast.postgres.server_conn import ServerConnection, ServerError
 
 if TYPE_CHECKING:
     from nexus_fast.postgres.plane import PostgresPlane
@@ -62,6 +62,7 @@ _scan_client = fr.scan_client
 _C_NAMED = fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE
 _S_PARAM = fr.S_PARAMETER_STATUS
 _S_PC_CC = fr.S_PARSE_COMPLETE | fr.S_CLOSE_COMPLETE
+_TERMINATE = pq.terminate()
 _BUFFER_HIGH = 1 << 20  # bytes buffered from a client waiting for a server before its reading is paused
 
 
@@ -127,8 +128,7 @@ class ClientSession(asyncio.Protocol):
             self.addr, self.port = str(peer[0]), int(peer[1])
         else:
             self.addr = "unix"
-        set_keepalive(transport.get_extra_info("socket"), self.config.tcp_keepalive, self.config.tcp_keepidle,
-                      self.config.tcp_keepintvl, self.config.tcp_keepcnt)
+        # TCP keepalive is set on the listening socket; accepted sockets inherit it (Linux), saving syscalls.
         self.plane.sessions.add(self)
         if self.config.client_login_timeout:
             self._timer("login", self.config.client_login_timeout, self._login_timeout)
@@ -143,6 +143,9 @@ class ClientSession(asyncio.Protocol):
             self.request_time = time.time()
             if self._timers:
                 self._cancel_timer("idle")
+            if data == _TERMINATE and self.server is None and not self.inbuf:
+                self.transport.close()  # the common goodbye of a connection-per-transaction client
+                return
             if self.inbuf or self.waiting:
                 self.inbuf += data
                 if not self.waiting:
@@ -416,17 +419,14 @@ class ClientSession(asyncio.Protocol):
         self._finish_login(primary, params)
 
     def _setup_pools(self) -> Pool:
-        settings = self.config.pool_settings(self.database, self.user)
-        self.pool_mode = settings.pool_mode
+        self.pool_mode, self.single_server, primary_index = self.plane.login_info(self.database, self.user)
         self.track_prepared = self.pool_mode != "session" and self.config.max_prepared_statements > 0
         if self.track_prepared:
             self._slow_flags |= _C_NAMED
         self.route_state = ClientRouteState(self.database, self.user, self.addr, pool_mode=self.pool_mode)
-        entry = self.config.database(self.database)
-        assert entry is not None
-        servers = entry.server_list()
-        self.single_server = len(servers) == 1
-        return self.plane.pool_for(self, servers.index(entry.primary()))
+        pool = self.plane.pool_for(self, primary_index)
+        self.pools[primary_index] = pool
+        return pool
 
     def _login_fast(self) -> bool:
         """Trust login when the pool already knows the server parameters: no task, no await (pgbench -C)."""
