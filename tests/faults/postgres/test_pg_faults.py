@@ -150,3 +150,28 @@ async def test_server_check_query_after_delay(node_plane):
         assert pool.stats.sv_tested >= 1
     finally:
         await conn.close()
+
+
+async def test_server_tls_verify_ca(node_plane, pg_node, tmp_path):
+    import os
+
+    cert = os.path.join(pg_node.data_dir, "server.crt")
+    plane = await node_plane(server_tls_sslmode="verify-ca", server_tls_ca_file=cert)
+    conn = await asyncpg.connect(_dsn(plane))
+    try:
+        assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+    finally:
+        await conn.close()
+    # A CA that did not sign the server's certificate: the server connection is refused.
+    from tests.faults.postgres.conftest import _self_signed
+
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other_cert, _ = _self_signed(str(other_dir))
+    bad = await node_plane(server_tls_sslmode="verify-ca", server_tls_ca_file=other_cert, connect_retries=0)
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+        c = await asyncpg.connect(_dsn(bad))
+        try:
+            await c.fetchval("SELECT 1")
+        finally:
+            await c.close()
