@@ -94,6 +94,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return run_verify(loaded.config, args.timeout)
 
 
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a worker count between 1 and 256")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_serve = sub.add_parser("serve", help="run the proxy (nexus.toml, pgbouncer.ini or nutcracker.yml)")
     p_serve.add_argument("-c", "--config", required=True, help="config file")
-    p_serve.add_argument("--workers", type=int, default=None, help="override server.workers")
+    p_serve.add_argument("--workers", type=_worker_count, default=None, help="override server.workers (1-256)")
     p_serve.set_defaults(func=cmd_serve)
 
     p_verify = sub.add_parser("verify", help="check every listener and backend of a config answers")

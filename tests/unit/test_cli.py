@@ -128,3 +128,13 @@ def test_config_import_translates_a_pgbouncer_ini(tmp_path) -> None:
     target = tmp_path / "nexus.toml"
     target.write_text(result.stdout)
     assert run("config", "check", str(target)).returncode == 0
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "many", "257"])
+def test_serve_refuses_a_bad_worker_count(workers: str, tmp_path, capsys) -> None:
+    path = tmp_path / "nexus.toml"
+    path.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "-c", str(path), "--workers", workers])
+    assert info.value.code == 2
+    assert "worker count between 1 and 256" in capsys.readouterr().err
