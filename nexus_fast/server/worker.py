@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import uvloop
+from prometheus_client import ProcessCollector
 
 from nexus_fast.config.errors import ConfigError
 from nexus_fast.config.load import LoadedConfig, load_config
@@ -116,6 +117,12 @@ class Worker:
         info = self.metrics.gauge("nexus_worker_info", "1 per worker process; pid and worker index as labels.",
                                   ["worker", "pid"])
         info.labels(str(worker_id), str(os.getpid())).set(1)
+        # CPU seconds, resident memory and open fds of this process: what a Kubernetes HPA or an alert on memory
+        # per connection reads (process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds).
+        ProcessCollector(registry=self.metrics.registry)
+        self._loop_lag = self.metrics.gauge(
+            "nexus_worker_event_loop_lag_seconds",
+            "How late the event loop woke for a timer in the last second: a saturated worker lags.")
         # Named after Prometheus's own prometheus_config_last_reload_* so the usual alert rule carries over.
         self._reload_ok = self.metrics.gauge(
             "nexus_config_last_reload_successful", "1 if the last config reload was applied (or none was tried).")
@@ -155,24 +162,30 @@ class Worker:
                 worker_metrics.publish_forever(self.metrics_dir, self.worker_id, self.metrics))
         await self.admin.start()
         self.ready = True
-        if self.status_fd is not None:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(self.status_fd))
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(self.status_fd))
         log.info("worker_ready", worker=self.worker_id, planes=",".join(self.planes) or "none",
                  digest=self.loaded.digest[:12])
 
-    async def _beat(self, fd: int) -> None:
-        """Ready, then a heartbeat a second, written from the event loop itself: a stuck loop stops beating."""
-        os.set_blocking(fd, False)
+    async def _beat(self, fd: int | None) -> None:
+        """Once a second from the event loop itself: measure how late the loop woke (nexus_worker_event_loop_lag_
+        seconds) and, under a supervisor, write a heartbeat on the status pipe ("R" first): a stuck loop stops
+        beating and the watchdog replaces the worker."""
+        loop = asyncio.get_running_loop()
         message = b"R"
+        if fd is not None:
+            os.set_blocking(fd, False)
         while True:
-            try:
-                os.write(fd, message)
-            except BlockingIOError:
-                pass  # the supervisor is behind on reading; the next beat will do
-            except OSError:
-                return  # the supervisor is gone
+            if fd is not None:
+                try:
+                    os.write(fd, message)
+                except BlockingIOError:
+                    pass  # the supervisor is behind on reading; the next beat will do
+                except OSError:
+                    fd = None  # the supervisor is gone
             message = b"H"
+            started = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+            self._loop_lag.set(max(0.0, loop.time() - started - HEARTBEAT_INTERVAL))
 
     def request_stop(self, signame: str = "") -> None:
         if not self._stop.is_set():

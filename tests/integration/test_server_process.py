@@ -177,6 +177,7 @@ def test_admin_endpoints_answer() -> None:
         assert status == 404 and body["status"] == "absent" and "no [postgres] plane" in body["reason"]
         status, metrics = nexus.get("/metrics")
         assert status == 200 and "nexus_worker_info{" in metrics and "nexus_backend_up{" in metrics
+        assert "process_resident_memory_bytes" in metrics and "nexus_worker_event_loop_lag_seconds" in metrics
         status, config = nexus.get("/config")
         assert status == 200 and len(config["digest"]) == 64 and config["config"]["server"]["shutdown_timeout"] == "10s"
 
