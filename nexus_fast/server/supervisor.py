@@ -295,6 +295,11 @@ def serve(config_path: str, workers: int | None = None) -> int:
     nexus_logging.configure(server.log_format, server.log_level)
     for warning in loaded.warnings:
         log.warning("config_warning", source=config_path, warning=warning)
+    from nexus_fast import _extensions
+
+    slow = [status for status in _extensions.report() if not status.compiled]
+    if slow:  # said once at start-up (and by `nexus-fast version`): it works, only slower
+        log.warning("native_modules_unavailable", modules=",".join(s.name for s in slow), reason=slow[0].reason)
     count = workers if workers is not None else server.worker_count()
     log.info("starting", source=config_path, format=loaded.file_format, workers=count, digest=loaded.digest[:12])
     if count <= 1:

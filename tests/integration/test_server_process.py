@@ -401,3 +401,14 @@ def test_json_logs_one_object_per_line() -> None:
     ready = nexus.events("worker_ready")
     assert ready and ready[0]["level"] == "info" and ready[0]["planes"] == "echo"
     assert nexus.events("stopped")
+
+
+def test_a_pure_python_run_says_so_once_at_start() -> None:
+    port = free_port()
+    env = {"NEXUS_FAST_EXTRA_PLANES": EXTRA, "NEXUS_ECHO_LISTEN": f"127.0.0.1:{port}", "NEXUS_FAST_NO_EXTENSIONS": "1"}
+    with NexusProcess({}, env=env) as nexus:
+        assert ask(port, "ping") == "ping"
+        (event,) = nexus.events("native_modules_unavailable")
+        assert "NEXUS_FAST_NO_EXTENSIONS" in event["reason"]
+    with NexusProcess({}, env={**env, "NEXUS_FAST_NO_EXTENSIONS": ""}) as nexus:
+        assert nexus.events("native_modules_unavailable") == []
