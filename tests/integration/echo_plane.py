@@ -6,7 +6,8 @@ tests.integration.echo_plane:create_plane``; it listens on ``NEXUS_ECHO_LISTEN``
 
 Requests, one per line:
 - ``PID`` -> the worker's pid (which worker of several served this connection);
-- ``HOLD <seconds>`` -> answers ``done`` after that long: an in-flight request a test can hold across SIGTERM;
+- ``HOLD <seconds>`` -> ``holding`` at once (the request is now in flight), then ``done`` after that long: an
+  in-flight request a test can hold across SIGTERM;
 - ``BLOCK <seconds>`` -> blocks the whole event loop that long (a hung worker, for the watchdog);
 - ``INTERVAL`` -> the ``admin.health_check_interval`` of the config the plane currently runs (shows reloads);
 - anything else is echoed back.
@@ -54,7 +55,7 @@ class EchoPlane:
                 self.in_flight += 1
                 self.idle.clear()
                 try:
-                    writer.write(await self._answer(line.decode().strip()) + b"\n")
+                    writer.write(await self._answer(line.decode().strip(), writer) + b"\n")
                     await writer.drain()
                 finally:
                     self.in_flight -= 1
@@ -67,10 +68,12 @@ class EchoPlane:
             self.writers.discard(writer)
             writer.close()
 
-    async def _answer(self, request: str) -> bytes:
+    async def _answer(self, request: str, writer: asyncio.StreamWriter) -> bytes:
         if request == "PID":
             return str(os.getpid()).encode()
         if request.startswith("HOLD "):
+            writer.write(b"holding\n")
+            await writer.drain()
             await asyncio.sleep(float(request.split()[1]))
             return b"done"
         if request.startswith("BLOCK "):

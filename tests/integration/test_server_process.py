@@ -44,9 +44,10 @@ def test_sigterm_drains_an_in_flight_request_then_exits_zero() -> None:
         answer: list[str] = []
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(b"HOLD 1.5\n")
-        reader = threading.Thread(target=lambda: answer.append(sock.makefile("rb").readline().decode().strip()))
+        replies = sock.makefile("rb")
+        assert replies.readline() == b"holding\n"  # the request is in flight inside the plane
+        reader = threading.Thread(target=lambda: answer.append(replies.readline().decode().strip()))
         reader.start()
-        time.sleep(0.3)  # the request is in flight inside the plane
         sent = time.monotonic()
         nexus.signal(15)
         nexus.wait_for_event("draining")
@@ -247,7 +248,9 @@ def test_online_restart_replaces_every_worker_without_refusing_a_connection() ->
         held: list[str] = []
         sock = socket.create_connection(("127.0.0.1", port), timeout=15)
         sock.sendall(b"HOLD 2\n")
-        holder = threading.Thread(target=lambda: held.append(sock.makefile("rb").readline().decode().strip()))
+        replies = sock.makefile("rb")
+        assert replies.readline() == b"holding\n"
+        holder = threading.Thread(target=lambda: held.append(replies.readline().decode().strip()))
         holder.start()
         # Meanwhile a client keeps connecting; none may be refused while generations change.
         stop = threading.Event()
@@ -381,12 +384,13 @@ def test_drain_is_bounded_by_shutdown_timeout() -> None:
     with nexus:
         sock = socket.create_connection(("127.0.0.1", port), timeout=20)
         sock.sendall(b"HOLD 30\n")
-        time.sleep(0.3)
+        replies = sock.makefile("rb")
+        assert replies.readline() == b"holding\n"
         sent = time.monotonic()
         nexus.signal(15)
         code = nexus.wait(15)
         took = time.monotonic() - sent
-        assert sock.makefile("rb").readline() == b""  # cut at the deadline: no answer, connection closed
+        assert replies.readline() == b""  # cut at the deadline: no answer, connection closed
         sock.close()
         assert code == 0, nexus.logs
         assert 0.9 <= took < 5, took
