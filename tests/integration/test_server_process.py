@@ -362,7 +362,7 @@ def test_workers_exit_when_the_supervisor_is_killed() -> None:
 
 
 def test_the_watchdog_replaces_a_worker_whose_event_loop_is_stuck() -> None:
-    nexus, port = echo_nexus({"server": {"worker_watchdog_timeout": "2s"}}, workers=2)
+    nexus, port = echo_nexus({"server": {"worker_watchdog_timeout": "3s"}}, workers=2)
     with nexus:
         nexus.wait_for_event("worker_ready", count=2)
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
