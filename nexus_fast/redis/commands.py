@@ -7,9 +7,10 @@ Classes (``Kind``):
   (all OK), DEL / UNLINK / EXISTS / TOUCH (sum of integers). Errors are reported per key.
 * ``MULTI``: several keys that must live on one node (MSETNX, RENAME, SUNIONSTORE, EVAL with keys, ...): routed when
   they agree, else ``-CROSSSLOT`` (never a wrong answer from the wrong node).
-* ``PROXY``: answered by the proxy itself (PING, ECHO, QUIT, HELLO, SELECT 0, AUTH, CLIENT SETNAME/SETINFO, READONLY).
+* ``PROXY``: answered by the proxy itself (PING, ECHO, QUIT, HELLO, SELECT 0, AUTH, CLIENT SETNAME/SETINFO, READONLY),
+  and MULTI/EXEC/DISCARD (the session queues the transaction and sends it to its one node at EXEC).
 * ``ANY``: keyless and harmless on any node (COMMAND and its subcommands, TIME).
-* ``UNSUPPORTED``: blocking commands, pub/sub, MULTI/EXEC/WATCH, admin and other keyless commands: answered at once
+* ``UNSUPPORTED``: blocking commands, pub/sub, WATCH, admin and other keyless commands: answered at once
   with a clear ``-ERR`` naming the reason, never forwarded, never left hanging.
 
 Key positions come from the ``COMMAND`` table (``command_table.py``); commands with ``movablekeys`` are handled by
@@ -44,10 +45,12 @@ SPLIT_COMMANDS = {
     "touch": ("sum", 1),
 }
 PROXY_COMMANDS = {"ping", "echo", "quit", "hello", "select", "auth", "client|setname", "client|setinfo",
-                  "client|getname", "client|id", "readonly", "readwrite", "reset"}
+                  "client|getname", "client|id", "readonly", "readwrite", "reset", "multi", "exec", "discard"}
 ANY_NODE_COMMANDS = {"command", "command|count", "command|docs", "command|info", "command|list",
                      "command|getkeys", "command|getkeysandflags", "time", "lolwut"}
-TRANSACTION_COMMANDS = {"multi", "exec", "discard", "watch", "unwatch"}
+# MULTI/EXEC/DISCARD are the proxy's (queued in the session, sent to one node as one contiguous write at EXEC);
+# WATCH would need the client's own server connection between commands, which a shared pipeline cannot give.
+TRANSACTION_COMMANDS = {"watch", "unwatch"}
 # numkeys-style movable keys: name -> (index of numkeys, leading fixed key positions)
 NUMKEYS_AT = {
     "eval": (2, ()), "evalsha": (2, ()), "eval_ro": (2, ()), "evalsha_ro": (2, ()), "fcall": (2, ()),
@@ -99,7 +102,7 @@ def _classify(name: str, arity: int, flags: tuple[str, ...], first: int, last: i
         merge, group = SPLIT_COMMANDS[name]
         return CommandSpec(kind=Kind.SPLIT, merge=merge, group=group, **common)
     if name in TRANSACTION_COMMANDS:
-        return CommandSpec(kind=Kind.UNSUPPORTED, reason="transactions cannot span a proxy's pooled connections",
+        return CommandSpec(kind=Kind.UNSUPPORTED, reason="WATCH needs a server connection of its own",
                            **common)
     if "pubsub" in flags or base in ("subscribe", "psubscribe", "ssubscribe", "publish", "spublish"):
         return CommandSpec(kind=Kind.UNSUPPORTED, reason="pub/sub is not proxied", **common)

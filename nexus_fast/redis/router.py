@@ -35,6 +35,8 @@ CROSSSLOT_RING = encode_error("CROSSSLOT Keys in request don't hash to the same 
 CROSSSLOT_CLUSTER = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
 NO_NODE = encode_error("ERR nexus-fast: no live node for this key (all ejected)")
 ASKING = encode_command([b"ASKING"])
+MULTI = encode_command([b"MULTI"])
+EXEC = encode_command([b"EXEC"])
 MAX_REDIRECTS = 5
 
 
@@ -351,6 +353,33 @@ class Router:
                 merge.reply_ready(sub)
             else:
                 node.send(sub, session.proto)
+
+    def transaction(self, session: ClientSession, txn: list[tuple[list[bytes], bytes]]) -> None:
+        """EXEC: the queued commands go to their one node as MULTI, the commands, EXEC in one contiguous write on a
+        shared connection (Redis executes a connection's commands in order, so no other client's command can fall
+        inside). The node's +OK/+QUEUED replies are dropped (the proxy already sent them); EXEC's reply is the
+        client's. Keys on several nodes (slots, in cluster mode) get -CROSSSLOT and nothing is sent."""
+        if self.codec is not None or getattr(self, "replication", 1) > 1:
+            session.reply_now(encode_error("ERR nexus-fast: MULTI/EXEC is not available with compression or "
+                                           "replication_factor > 1 (values and replicas are written per key)"))
+            return
+        groups = {self.locate(key)[0] for keys, _ in txn for key in keys}
+        if len(groups) != 1:
+            session.reply_now(encode_error(self.crossslot.decode()[1:-2].replace("request", "transaction")))
+            return
+        node = self.locate(txn[0][0][0])[1]
+        if node is None:
+            session.reply_now(NO_NODE)
+            return
+        conn = node.connection(session.proto)
+        drop = Discard()
+        parts = [Pending(MULTI, drop)] + [Pending(raw, drop) for _, raw in txn]
+        parent = Pending(EXEC, session)
+        session.queue.append(parent)
+        for pending in (*parts, parent):
+            conn.send(pending)
+            pending.request = None  # never re-sent alone: a redirected part would run outside the transaction
+        node.requests += len(parts) + 1
 
     def _compress(self, spec: CommandSpec, args: list[bytes], raw: bytes, codec: Codec) -> bytes:
         where = VALUE_POSITIONS.get(spec.name)

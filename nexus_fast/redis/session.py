@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from nexus_fast.redis import protocol
-from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind, is_blocking_call, lookup
+from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind, is_blocking_call, keys_of, lookup
 from nexus_fast.redis.connection import Pending
 from nexus_fast.redis.protocol import RequestParser, encode_error
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from nexus_fast.redis.plane import RedisPool
 
 _NO_AUTH_NEEDED = {"auth", "hello", "quit", "ping"}
+QUEUED = b"+QUEUED\r\n"
 
 
 class ClientSession(asyncio.Protocol):
@@ -40,6 +41,8 @@ class ClientSession(asyncio.Protocol):
         self.name = b""
         self.id = pool.next_client_id()
         self.max_pending = pool.config.max_pending_replies
+        self.txn: list[tuple[list[bytes], bytes]] | None = None  # MULTI..EXEC: (keys, wire bytes) per command
+        self.txn_failed = False  # a command was refused while queueing: EXEC answers EXECABORT, as Redis does
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,7 +72,7 @@ class ClientSession(asyncio.Protocol):
         count = len(commands)
         i = 0
         lookup = router.fast_lookup
-        if lookup is not None and self.authenticated:
+        if lookup is not None and self.authenticated and self.txn is None:
             # The hot path, inlined: a plain single-key command goes straight to its node's pipelined connection.
             nodes = router.fast_nodes
             queue = self.queue
@@ -91,11 +94,14 @@ class ClientSession(asyncio.Protocol):
                 # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
                 proto = self.proto
                 nodes = router.fast_nodes
-                if router.fast_lookup is not lookup or not self.authenticated:
+                if router.fast_lookup is not lookup or not self.authenticated or self.txn is not None:
                     break
         while i < count and not self.closing:
             args, raw = commands[i]
             i += 1
+            if self.txn is not None:
+                self.queue_in_transaction(args, raw)
+                continue
             spec = TABLE.get(args[0])
             if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and spec.arity_ok(len(args)):
                 router.single(self, spec, args, raw, args[spec.first])
@@ -164,12 +170,63 @@ class ClientSession(asyncio.Protocol):
             self.reply_now(protocol.encode_integer(self.id))
         elif name in ("readonly", "readwrite"):
             self.reply_now(protocol.OK)
+        elif name == "multi":
+            if self.txn is not None:
+                self.reply_now(encode_error("ERR MULTI calls can not be nested"))
+            else:
+                self.txn = []
+                self.txn_failed = False
+                self.reply_now(protocol.OK)
+        elif name == "exec":
+            if self.txn is None:
+                self.reply_now(encode_error("ERR EXEC without MULTI"))
+                return
+            txn, self.txn = self.txn, None
+            if self.txn_failed:
+                self.reply_now(encode_error("EXECABORT Transaction discarded because of previous errors."))
+            elif not txn:
+                self.reply_now(b"*0\r\n")
+            else:
+                self.router.transaction(self, txn)
+        elif name == "discard":
+            if self.txn is None:
+                self.reply_now(encode_error("ERR DISCARD without MULTI"))
+            else:
+                self.txn = None
+                self.reply_now(protocol.OK)
         elif name == "reset":
+            self.txn = None
             self.proto = 2
             self.authenticated = not self.pool.auth_required
             self.reply_now(protocol.encode_simple("RESET"))
         else:  # pragma: no cover - PROXY_COMMANDS and this switch are kept in step
             self.reply_now(encode_error(f"ERR nexus-fast: '{name}' not handled"))
+
+    def queue_in_transaction(self, args: list[bytes], raw: bytes) -> None:
+        """Between MULTI and EXEC: keyed commands are held here (+QUEUED) and go to their node together at EXEC;
+        anything that cannot join a one-node transaction is refused and dooms it (EXECABORT), as Redis does with
+        a command it rejects while queueing."""
+        spec = lookup(args)
+        if spec is not None and spec.name in ("exec", "discard", "multi", "quit", "reset") and self.authenticated:
+            self.dispatch(args, raw, self.router.route)
+            return
+        if spec is None:
+            error = f"ERR unknown command '{args[0][:64].decode(errors='replace')}'"
+        elif not spec.arity_ok(len(args)):
+            error = f"ERR wrong number of arguments for '{spec.name}' command"
+        elif spec.kind in (Kind.SINGLE, Kind.SPLIT, Kind.MULTI) and not is_blocking_call(spec, args):
+            keys = keys_of(spec, args)
+            if keys:
+                assert self.txn is not None
+                self.txn.append((keys, raw))
+                self.reply_now(QUEUED)
+                return
+            error = f"ERR nexus-fast: '{spec.name.upper()}' without keys cannot join a transaction through the proxy"
+        else:
+            error = (f"ERR nexus-fast: '{spec.name.upper()}' cannot join a transaction through the proxy (only "
+                     "commands with keys on one node can)")
+        self.txn_failed = True
+        self.reply_now(encode_error(error))
 
     def _auth(self, params: list[bytes]) -> bytes:
         if not self.pool.auth_required:

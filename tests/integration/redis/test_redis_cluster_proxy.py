@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
@@ -96,5 +97,22 @@ async def test_slot_map_from_cluster_shards_matches_cluster_slots(redis_cluster)
         try:
             assert await client.set("shards:k", "v") is True
             assert await client.get("shards:k") == b"v"
+        finally:
+            await client.aclose()
+
+
+async def test_cluster_transaction_on_one_slot(redis_cluster):
+    pool = {"mode": "cluster", "servers": redis_cluster.seeds()}
+    async with run_proxy(pool) as (_plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set("{order:7}:state", "paid").incr("{order:7}:version").get("{order:7}:state")
+                assert await pipe.execute() == [True, 1, b"paid"]
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set("{order:7}:state", "x").set("{order:8}:state", "y")
+                with pytest.raises(redis.exceptions.ResponseError, match="same slot"):
+                    await pipe.execute()
+            assert await client.get("{order:7}:state") == b"paid"
         finally:
             await client.aclose()

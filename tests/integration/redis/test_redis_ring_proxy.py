@@ -96,7 +96,7 @@ async def test_unsupported_commands_answered_at_once(nodes):
     async with run_proxy({"servers": nodes.servers(), "timeout": "2s"}) as (_plane, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            for command in (b"BLPOP q 0", b"SUBSCRIBE ch", b"MULTI", b"FLUSHALL", b"KEYS *", b"XREAD BLOCK 0 STREAMS s $",
+            for command in (b"BLPOP q 0", b"SUBSCRIBE ch", b"WATCH k", b"FLUSHALL", b"KEYS *", b"XREAD BLOCK 0 STREAMS s $",
                             b"NOSUCH cmd", b"GET"):
                 started = time.monotonic()
                 writer.write(command + b"\r\n")
@@ -297,3 +297,71 @@ async def test_node_latency_bytes_and_error_replies_on_metrics(nodes):
     assert sum(per_node("nexus_redis_node_bytes_received_total")) >= 300 * 5  # "+OK\r\n" each
     assert sum(per_node("nexus_redis_node_error_replies_total")) == 1
     assert all(e > 0 for e in per_node("nexus_redis_node_latency_ewma_seconds"))
+
+
+async def test_multi_exec_on_one_node(nodes):
+    async with run_proxy({"servers": nodes.servers(), "hash": HASH, "hash_tag": "{}"}) as (plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            async with client.pipeline(transaction=True) as pipe:  # MULTI, the commands, EXEC
+                pipe.set("{t}:a", 1).incr("{t}:a").get("{t}:a").sadd("{t}:s", "x")
+                assert await pipe.execute() == [True, 2, b"2", 1]
+            owner = nodes[plane.pools["cache"].router.ring.lookup(b"t")]
+            assert owner.cli("get", "{t}:a").strip() == "2"  # ran on the node that owns the tag
+
+            ring = plane.pools["cache"].router.ring
+            other = next(f"k{i}" for i in range(100) if ring.lookup(b"k%d" % i) != ring.lookup(b"t"))
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set("{t}:a", 5).set(other, 5)
+                with pytest.raises(redis.exceptions.ResponseError, match="Keys in transaction don't hash"):
+                    await pipe.execute()
+            assert await client.get("{t}:a") == b"2"  # nothing of a refused transaction ran
+        finally:
+            await client.aclose()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            async def say(line: bytes) -> bytes:
+                writer.write(line + b"\r\n")
+                return await asyncio.wait_for(reader.readline(), 2)
+
+            assert (await say(b"EXEC")).startswith(b"-ERR EXEC without MULTI")
+            assert await say(b"MULTI") == b"+OK\r\n"
+            assert (await say(b"MULTI")).startswith(b"-ERR MULTI calls can not be nested")
+            assert await say(b"INCR {t}:a") == b"+QUEUED\r\n"
+            assert await say(b"DISCARD") == b"+OK\r\n"
+            assert await say(b"MULTI") == b"+OK\r\n"
+            assert await say(b"INCR {t}:a") == b"+QUEUED\r\n"
+            assert (await say(b"BLPOP {t}:q 0")).startswith(b"-ERR nexus-fast: 'BLPOP' cannot join")
+            assert (await say(b"EXEC")).startswith(b"-EXECABORT")
+            assert await say(b"GET {t}:a") == b"$1\r\n" and await reader.readline() == b"2\r\n"
+            assert await say(b"MULTI") == b"+OK\r\n"
+            assert await say(b"EXEC") == b"*0\r\n"
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_transactions_are_atomic_among_pipelined_clients(nodes):
+    """Many clients share one server connection; a transaction's commands still run back to back."""
+    async with run_proxy({"servers": nodes.servers(), "hash": HASH, "hash_tag": "{}"}) as (_plane, port):
+        async def worker(n: int) -> None:
+            client = aioredis.Redis(port=port)
+            try:
+                for _ in range(30):
+                    if n % 2:
+                        async with client.pipeline(transaction=True) as pipe:
+                            pipe.incr("{acct}:balance").decr("{acct}:balance").incr("{acct}:ops")
+                            balance, _, _ = await pipe.execute()
+                            assert balance == 1  # no other client's INCR fell between our INCR and DECR
+                    else:
+                        await client.incr("{acct}:ops")
+            finally:
+                await client.aclose()
+
+        await asyncio.gather(*(worker(n) for n in range(8)))
+        client = aioredis.Redis(port=port)
+        try:
+            assert await client.get("{acct}:ops") == b"240" and await client.get("{acct}:balance") == b"0"
+        finally:
+            await client.aclose()

@@ -17,8 +17,8 @@ from nexus_fast.redis.commands import TABLE, Kind, is_blocking_call, keys_of, lo
         ("sunionstore", Kind.MULTI), ("eval", Kind.MULTI), ("ping", Kind.PROXY), ("echo", Kind.PROXY),
         ("quit", Kind.PROXY), ("hello", Kind.PROXY), ("auth", Kind.PROXY), ("select", Kind.PROXY),
         ("command", Kind.ANY), ("blpop", Kind.UNSUPPORTED), ("brpoplpush", Kind.UNSUPPORTED),
-        ("subscribe", Kind.UNSUPPORTED), ("publish", Kind.UNSUPPORTED), ("multi", Kind.UNSUPPORTED),
-        ("exec", Kind.UNSUPPORTED), ("watch", Kind.UNSUPPORTED), ("flushall", Kind.UNSUPPORTED),
+        ("subscribe", Kind.UNSUPPORTED), ("publish", Kind.UNSUPPORTED), ("multi", Kind.PROXY),
+        ("exec", Kind.PROXY), ("discard", Kind.PROXY), ("watch", Kind.UNSUPPORTED), ("flushall", Kind.UNSUPPORTED),
         ("config|set", Kind.UNSUPPORTED), ("keys", Kind.UNSUPPORTED), ("shutdown", Kind.UNSUPPORTED),
     ],
 )
