@@ -238,8 +238,11 @@ class NexusProcess:
         """POST (empty body) on the admin listener, e.g. ``post("/reload")``."""
         return self.request("POST", path, timeout)
 
-    def request(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+    def request(self, method: str, path: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, Any]:
+        """Any request on the admin listener; ``token`` is sent as ``Authorization: Bearer`` (admin.auth_token)."""
         request = urllib.request.Request(self.admin_url + path, method=method, data=b"" if method == "POST" else None)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 status, body = response.status, response.read()

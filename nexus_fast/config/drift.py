@@ -63,12 +63,15 @@ def diff(running: NexusConfig, other: NexusConfig) -> list[Drift]:
     return diff_dicts(plain_a, plain_b, secrets)
 
 
-def fetch_running(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The ``/config`` answer of a running instance (``url`` is its admin base URL)."""
+def fetch_running(url: str, token: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    """The ``/config`` answer of a running instance (``url`` is its admin base URL; ``token``: admin.auth_token)."""
     import json
     import urllib.request
 
-    with urllib.request.urlopen(url.rstrip("/") + "/config", timeout=timeout) as response:
+    request = urllib.request.Request(url.rstrip("/") + "/config")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body: dict[str, Any] = json.loads(response.read())
     return body
 
@@ -91,7 +94,8 @@ def run_diff(path: str, against: str | None, out: Any) -> int:
                 print(f"{path}: no admin.listen to find the running instance; pass --against URL", file=out)
                 return 2
             url = against or "http://" + str(admin).replace("0.0.0.0", "127.0.0.1")
-            running = fetch_running(url)
+            token = mine.config.admin.auth_token  # the file being compared carries the instance's token
+            running = fetch_running(url, token.get_secret_value() if token else None)
             drifts = diff_dicts(running["config"], to_dict(mine.config, redact=True))
             label = f"{url} (pid {running.get('pid')})"
             same = running["digest"] == mine.digest

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from nexus_fast.config.section import Section, parse_listen
 from nexus_fast.config.units import Duration
@@ -62,6 +62,9 @@ class AdminSection(Section):
     health_check_interval: Duration = Field(2.0, description="How often backends are probed for /health.")
     health_check_timeout: Duration = Field(1.0, description="A probe slower than this counts as failed.")
     http_reload: bool = Field(True, description="Accept POST /reload on the admin listener (the same reload as SIGHUP).")
+    auth_token: SecretStr | None = Field(
+        None, description="When set, POST /reload and GET /config require `Authorization: Bearer <token>`; "
+        "/health, /ready and /metrics stay open for probes and scrapers.")
 
     @field_validator("listen", "postgres_health_listen", "redis_health_listen")
     @classmethod

@@ -22,6 +22,7 @@ worker that accepted the request (its ``pid`` is in every JSON answer).
 
 from __future__ import annotations
 
+import hmac
 import os
 from typing import Any, Protocol
 
@@ -78,6 +79,22 @@ def file_drift(loaded: LoadedConfig) -> dict[str, Any]:
             "keys": [d.key_path for d in drifts]}
 
 
+def _authorized(state: AdminState, request: web.Request) -> bool:
+    token = state.loaded.config.admin.auth_token
+    if token is None:
+        return True
+    given = request.headers.get("Authorization", "")
+    expected = "Bearer " + token.get_secret_value()
+    return hmac.compare_digest(given.encode(), expected.encode())  # constant time: no token oracle
+
+
+def _unauthorized(state: AdminState) -> web.Response:
+    response = _json(state, {"status": "unauthorized", "reason": "admin.auth_token is set: send Authorization: "
+                                                                  "Bearer <token>"}, 401)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="nexus-fast admin"'
+    return response
+
+
 def build_app(state: AdminState) -> web.Application:
     async def health(_request: web.Request) -> web.Response:
         healthy, body = state.health.report()
@@ -99,7 +116,9 @@ def build_app(state: AdminState) -> web.Application:
         # content_type cannot carry the "; version=0.0.4; charset=utf-8" parameters in aiohttp: set the header.
         return web.Response(body=body, headers={"Content-Type": state.metrics.content_type})
 
-    async def config(_request: web.Request) -> web.Response:
+    async def config(request: web.Request) -> web.Response:
+        if not _authorized(state, request):
+            return _unauthorized(state)
         loaded = state.loaded
         return _json(state, {
             "source": loaded.source,
@@ -111,7 +130,9 @@ def build_app(state: AdminState) -> web.Application:
             "config": to_dict(loaded.config, redact=True),
         })
 
-    async def reload(_request: web.Request) -> web.Response:
+    async def reload(request: web.Request) -> web.Response:
+        if not _authorized(state, request):
+            return _unauthorized(state)
         if not state.loaded.config.admin.http_reload:
             return _json(state, {"status": "refused", "reason": "admin.http_reload is off"}, 403)
         status, body = await state.reload_from_http()

@@ -416,3 +416,20 @@ def test_a_pure_python_run_says_so_once_at_start() -> None:
         assert "NEXUS_FAST_NO_EXTENSIONS" in event["reason"]
     with NexusProcess({}, env={**env, "NEXUS_FAST_NO_EXTENSIONS": ""}) as nexus:
         assert nexus.events("native_modules_unavailable") == []
+
+
+def test_admin_token_guards_config_and_reload_but_not_probes() -> None:
+    nexus, _port = echo_nexus({"admin": {"auth_token": "t0ken"}})
+    with nexus:
+        assert nexus.get("/config")[0] == 401
+        assert nexus.post("/reload")[0] == 401
+        assert nexus.request("GET", "/config", token="wrong")[0] == 401
+        status, body = nexus.request("GET", "/config", token="t0ken")
+        assert status == 200 and body["config"]["admin"]["auth_token"] == "**********"
+        assert nexus.request("POST", "/reload", token="t0ken")[0] == 200
+        for path in ("/health", "/ready", "/metrics"):
+            assert nexus.get(path)[0] == 200
+        # config diff reads the token from the file it compares
+        result = subprocess.run([sys.executable, "-m", "nexus_fast", "config", "diff", nexus.config_path],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout
