@@ -24,6 +24,7 @@ import json
 import os
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -102,14 +103,16 @@ class NexusProcess:
             self.config_path = os.path.join(self.tmpdir, "nexus.toml")
             self.write_config(config)
             self.admin_listen: str = admin["listen"]
+            self.admin_tls = bool(admin.get("tls_cert_file"))
         else:
             self.config_path = config
             from nexus_fast.config.load import load_config
 
-            listen = load_config(config).config.admin.listen
-            if not listen:
+            admin_section = load_config(config).config.admin
+            if not admin_section.listen:
                 raise ValueError(f"{config} has no admin.listen; NexusProcess waits on /ready")
-            self.admin_listen = listen
+            self.admin_listen = admin_section.listen
+            self.admin_tls = admin_section.tls_cert_file is not None
 
     # --- config ---------------------------------------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class NexusProcess:
     def admin_url(self) -> str:
         host, _, port = self.admin_listen.rpartition(":")
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{host}:{port}"
+        return f"{'https' if self.admin_tls else 'http'}://{host}:{port}"
 
     @property
     def pid(self) -> int:
@@ -243,8 +246,10 @@ class NexusProcess:
         request = urllib.request.Request(self.admin_url + path, method=method, data=b"" if method == "POST" else None)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        # A test's self-signed certificate: the harness checks the proxy, not the PKI.
+        context = ssl._create_unverified_context() if self.admin_tls else None
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, body = exc.code, exc.read()

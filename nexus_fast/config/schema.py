@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from nexus_fast.config.section import Section, parse_listen
 from nexus_fast.config.units import Duration
@@ -62,6 +62,9 @@ class AdminSection(Section):
     health_check_interval: Duration = Field(2.0, description="How often backends are probed for /health.")
     health_check_timeout: Duration = Field(1.0, description="A probe slower than this counts as failed.")
     http_reload: bool = Field(True, description="Accept POST /reload on the admin listener (the same reload as SIGHUP).")
+    tls_cert_file: str | None = Field(
+        None, description="Serve the admin and health listeners over HTTPS with this certificate (PEM; with tls_key_file).")
+    tls_key_file: str | None = Field(None, description="Private key of tls_cert_file (PEM).")
     auth_token: SecretStr | None = Field(
         None, description="When set, POST /reload and GET /config require `Authorization: Bearer <token>`; "
         "/health, /ready and /metrics stay open for probes and scrapers.")
@@ -72,6 +75,12 @@ class AdminSection(Section):
         if value is not None:
             parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> AdminSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
 
 
 class NexusConfig(Section):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import ssl
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -175,15 +176,20 @@ class AdminServer:
             listeners.append(("postgres-health", admin.postgres_health_listen, build_plane_health_app(self.state, "postgres")))
         if admin.redis_health_listen:
             listeners.append(("redis-health", admin.redis_health_listen, build_plane_health_app(self.state, "redis")))
+        ssl_context = None
+        if admin.tls_cert_file and admin.tls_key_file:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+            ssl_context.load_cert_chain(admin.tls_cert_file, admin.tls_key_file)
         for label, listen, app in listeners:
             host, port = parse_listen(listen)
             runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             self._runners.append(runner)
             # reuse_port: sibling workers bind the same admin port (SO_REUSEPORT), as the planes' listeners do.
-            site = web.TCPSite(runner, host, port, reuse_port=True)
+            site = web.TCPSite(runner, host, port, reuse_port=True, ssl_context=ssl_context)
             await site.start()
-            log.info("listening", listener=label, address=listen)
+            log.info("listening", listener=label, address=listen, tls=ssl_context is not None)
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

@@ -52,14 +52,16 @@ async def _exchange(listen: str, payload: bytes, timeout: float, read: int | Non
                 pass
 
 
-async def check_http(label: str, listen: str, path: str, timeout: float, want_200: bool) -> Check:
+async def check_http(label: str, listen: str, path: str, timeout: float, want_200: bool, tls: bool = False) -> Check:
     import aiohttp
 
     host, port = _connect_target(listen)
     what = f"listener {label} {listen}"
+    scheme = "https" if tls else "http"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(f"http://{host}:{port}{path}") as response:
+            # Reachability, not PKI: a private CA or self-signed admin certificate must not fail verify.
+            async with session.get(f"{scheme}://{host}:{port}{path}", ssl=not tls) as response:
                 await response.read()
                 if want_200 and response.status != 200:
                     return Check(what, False, f"GET {path} answered {response.status}")
@@ -139,12 +141,13 @@ async def verify(config: NexusConfig, timeout: float = 3.0) -> list[Check]:
     """Every check, run concurrently; the order of the result is the order of the config."""
     checks = []
     admin = config.admin
+    tls = admin.tls_cert_file is not None
     if admin.listen:
-        checks.append(check_http("admin", admin.listen, "/ready", timeout, want_200=True))
+        checks.append(check_http("admin", admin.listen, "/ready", timeout, want_200=True, tls=tls))
     if admin.postgres_health_listen:
-        checks.append(check_http("postgres-health", admin.postgres_health_listen, "/", timeout, want_200=False))
+        checks.append(check_http("postgres-health", admin.postgres_health_listen, "/", timeout, False, tls))
     if admin.redis_health_listen:
-        checks.append(check_http("redis-health", admin.redis_health_listen, "/", timeout, want_200=False))
+        checks.append(check_http("redis-health", admin.redis_health_listen, "/", timeout, False, tls))
     if config.postgres is not None:
         checks.append(check_postgres_listener(config.postgres.listen, timeout))
         login = postgres_login(config)

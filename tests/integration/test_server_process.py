@@ -433,3 +433,26 @@ def test_admin_token_guards_config_and_reload_but_not_probes() -> None:
         result = subprocess.run([sys.executable, "-m", "nexus_fast", "config", "diff", nexus.config_path],
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stdout
+
+
+def test_admin_over_tls(tmp_path) -> None:
+    cert, key = tmp_path / "admin.pem", tmp_path / "admin.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    nexus, _port = echo_nexus({"admin": {"tls_cert_file": str(cert), "tls_key_file": str(key)}})
+    with nexus:
+        assert nexus.admin_url.startswith("https://")
+        assert nexus.get("/health")[0] == 200
+        # Plain HTTP on the TLS port gets no answer.
+        plain = NexusProcess.__new__(NexusProcess)
+        plain.admin_listen, plain.admin_tls = nexus.admin_listen, False
+        assert plain.get("/health", timeout=2)[0] in (0, 400)
+        config_file = tmp_path / "verify.toml"
+        config_file.write_text(f'[admin]\nlisten = "{nexus.admin_listen}"\ntls_cert_file = "{cert}"\n'
+                               f'tls_key_file = "{key}"\n')
+        result = subprocess.run([sys.executable, "-m", "nexus_fast", "verify", "-c", str(config_file)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout
+    with pytest.raises(NexusStartError) as info:
+        NexusProcess({"admin": {"listen": free_listen(), "tls_cert_file": str(cert)}}, ready_timeout=15).start()
+    assert "tls_cert_file and tls_key_file go together" in str(info.value)
