@@ -17,7 +17,9 @@ Routes (every answer is JSON except /metrics):
 The optional dedicated listeners ``admin.postgres_health_listen`` / ``admin.redis_health_listen`` (the roadmap's
 ports 1100 and 1200) answer every GET with that plane's health, so a TCP/HTTP health checker needs no path.
 Every listener binds with SO_REUSEPORT so sibling workers share the port; health and config answers come from the
-worker that accepted the request (its ``pid`` is in every JSON answer).
+worker that accepted the request (its ``pid`` is in every JSON answer). ``admin.tls_cert_file``/``tls_key_file``
+serve every admin listener over HTTPS; ``admin.auth_token`` puts ``/config`` and ``POST /reload`` behind a bearer
+token (probes and scrapes stay open: they carry no secrets and must not need one).
 """
 
 from __future__ import annotations
