@@ -7,6 +7,9 @@ import os
 import textwrap
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexus_fast.config.errors import ConfigError
 from nexus_fast.config.load import detect_format, digest_of, load_config, to_dict, validate
@@ -146,3 +149,35 @@ def test_the_digest_changes_with_the_config() -> None:
 ])
 def test_the_format_is_recognised(name: str, text: str, expected: str) -> None:
     assert detect_format(name, text) == expected
+
+
+durations = st.integers(min_value=0, max_value=10**7).map(lambda ms: f"{ms}ms")
+sections = st.fixed_dictionaries({
+    "server": st.fixed_dictionaries({}, optional={
+        "workers": st.one_of(st.integers(1, 256), st.just("auto")),
+        "shutdown_timeout": durations,
+        "worker_watchdog_timeout": durations,
+        "log_format": st.sampled_from(["logfmt", "json"]),
+        "log_level": st.sampled_from(["debug", "info", "warning", "error"]),
+    }),
+    "admin": st.fixed_dictionaries({}, optional={
+        "listen": st.integers(1, 65535).map(lambda p: f"127.0.0.1:{p}"),
+        "health_check_interval": durations,
+        "health_check_timeout": durations,
+        "http_reload": st.booleans(),
+        "auth_token": st.text(min_size=1, max_size=20).filter(lambda t: "\x00" not in t),
+    }),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(sections)
+def test_any_valid_config_survives_the_toml_round_trip(tmp_path_factory, data: dict) -> None:
+    directory = tmp_path_factory.mktemp("rt")
+    first = directory / "a.toml"
+    first.write_text(tomli_w.dumps(data))
+    loaded = load_config(str(first))
+    second = directory / "b.toml"
+    second.write_text(to_toml(loaded))
+    again = load_config(str(second))
+    assert again.config == loaded.config and again.digest == loaded.digest
