@@ -106,6 +106,12 @@ class RedisPoolConfig(Section):
     read_from_replicas: bool = Field(False, description="Cluster mode: send read-only commands to replicas.")
     cluster_refresh_interval: Duration = Field(10.0, description="Cluster mode: re-read the slot map this often "
                                                "(and at once after a MOVED).")
+    near_cache: bool = Field(False, description="Serve repeated GETs from the proxy's memory, kept correct by "
+                             "Redis CLIENT TRACKING over RESP3 (invalidation pushes) and by dropping keys written "
+                             "through the proxy. Ring mode, replication_factor 1, no compression.")
+    near_cache_size: Size = Field(64 * 1024 * 1024, description="Byte budget of the near-cache (keys, replies and "
+                                  "per-entry overhead); least recently used entries go first.")
+    near_cache_max_item: Size = Field(64 * 1024, description="Largest entry the near-cache keeps.")
     compression: bool = Field(False, description="Store string values of at least `compression_threshold` bytes "
                               "lz4-compressed; clients read back exactly what they wrote.")
     compression_threshold: Size = Field(1024, description="Smallest value that is compressed.")
@@ -154,6 +160,9 @@ class RedisPoolConfig(Section):
             raise ValueError("a pool needs at least one server")
         if self.replication_factor > 1 and self.mode == "cluster":
             raise ValueError("replication_factor applies to ring mode; Redis Cluster replicates itself")
+        if self.near_cache and (self.mode != "ring" or self.replication_factor > 1 or self.compression):
+            raise ValueError("near_cache needs ring mode, replication_factor 1 and compression off (its GETs must "
+                             "travel the tracked RESP3 connection and its replies be the values themselves)")
         if self.outlier_detection and (self.mode != "ring" or not self.auto_eject_hosts):
             raise ValueError("outlier_detection needs ring mode with auto_eject_hosts = true (an ejected node "
                              "must leave the ring)")

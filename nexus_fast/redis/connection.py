@@ -135,6 +135,15 @@ class ServerConnection(asyncio.Protocol):
         if scanner.errors != self.errors_seen:
             node.error_replies += scanner.errors - self.errors_seen
             self.errors_seen = scanner.errors
+        if self.proto == 3 and any(r[:1] == b">" for r in replies):
+            # RESP3 pushes (tracking invalidations) travel between replies and answer no request
+            pushes = [r for r in replies if r[:1] == b">"]
+            replies = [r for r in replies if r[:1] != b">"]
+            for raw in pushes:
+                node.router.push(raw)
+            if not replies:
+                node.router.flush_dirty()
+                return
         self.answered += len(replies)
         batches = self.batches
         if batches and batches[0][0] <= self.answered:

@@ -116,6 +116,11 @@ class RedisMetrics:
                                            "latency far above its peers'.", ["pool", "node"])
         self.latency_ewma = m.gauge("nexus_redis_node_latency_ewma_seconds", "Moving average of the node's "
                                     "request latency (what outlier detection compares).", ["pool", "node"])
+        self.near_entries = m.gauge("nexus_redis_near_cache_entries", "Replies held in the near-cache.", ["pool"])
+        self.near_bytes = m.gauge("nexus_redis_near_cache_bytes", "Bytes the near-cache charges against its "
+                                  "budget.", ["pool"])
+        self.near_events = m.counter("nexus_redis_near_cache_events_total", "Near-cache hits, misses, fills, "
+                                     "evictions, invalidations and flushes.", ["pool", "event"])
         self._last: dict[tuple[str, ...], int] = {}
 
     def _delta(self, counter: Any, labels: tuple[str, ...], key: str, value: int) -> None:
@@ -147,6 +152,12 @@ class RedisMetrics:
         self._delta(self.bytes_in, (name,), "bytes_in", pool.bytes_in)
         self._delta(self.unsupported, (name,), "unsupported", pool.unsupported)
         self._delta(self.auth_failures, (name,), "auth_failures", pool.auth_failures)
+        near = pool.router.near
+        if near is not None:
+            self.near_entries.labels(name).set(len(near))
+            self.near_bytes.labels(name).set(near.bytes)
+            for event in ("hits", "misses", "fills", "evictions", "invalidations", "flushes"):
+                self._delta(self.near_events, (name, event), "near", getattr(near, event))
         codec = pool.router.codec
         if codec is not None:
             self.compression_ratio.labels(name).set(codec.stats.ratio)

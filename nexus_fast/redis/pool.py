@@ -88,6 +88,8 @@ class Node:
             conn.send(Pending(encode_command(args), Discard(self, "AUTH")))
         if proto == 3:
             conn.send(Pending(encode_command([b"HELLO", b"3"]), Discard(self, "HELLO 3")))
+            if self.router.near is not None:
+                conn.send(Pending(encode_command([b"CLIENT", b"TRACKING", b"ON"]), Discard(self, "CLIENT TRACKING")))
         if config.database and not self.router.cluster_mode:
             conn.send(Pending(encode_command([b"SELECT", str(config.database).encode()]), Discard(self, "SELECT")))
         if self.replica:
@@ -108,6 +110,8 @@ class Node:
             self.last_error = reason
 
     def forget(self, conn: ServerConnection) -> None:
+        if conn.proto == 3 and self.router.near is not None:
+            self.router.near.clear()  # its invalidations are lost with it: nothing cached can be trusted
         for conns in self.conns.values():
             for i, c in enumerate(conns):
                 if c is conn:

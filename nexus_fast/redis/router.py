@@ -22,6 +22,7 @@ from nexus_fast.cache.codec import Codec, CodecError
 from nexus_fast.redis import protocol
 from nexus_fast.redis.commands import READS_VALUE, VALUE_POSITIONS, CommandSpec, Kind, keys_of
 from nexus_fast.redis.connection import Discard, Pending
+from nexus_fast.redis.nearcache import NearCache
 from nexus_fast.redis.pool import Node
 from nexus_fast.redis.protocol import encode_command, encode_error
 
@@ -154,6 +155,29 @@ class Decode:
         self.session.reply_ready(self.parent)
 
 
+class NearFill:
+    """A near-cache miss: the GET's reply (from the tracked RESP3 connection) fills the cache and goes to the
+    client, a RESP3 null turned into RESP2's nil for a RESP2 client."""
+
+    __slots__ = ("key", "near", "parent", "session")
+
+    def __init__(self, session: Any, parent: Pending, key: bytes, near: NearCache) -> None:
+        self.session = session
+        self.parent = parent
+        self.key = key
+        self.near = near
+
+    def reply_ready(self, sub: Pending) -> None:
+        reply = sub.reply or b""
+        if not sub.failed:
+            self.near.fill(self.key, reply)
+        if reply == b"_\r\n" and self.session.proto == 2:
+            reply = protocol.NIL
+        self.parent.reply = reply
+        self.parent.failed = sub.failed
+        self.session.reply_ready(self.parent)
+
+
 def decode_reply(reply: bytes, codec: Codec) -> bytes:
     if reply[:1] == b"$":
         payload = protocol.bulk_payload(reply)
@@ -235,6 +259,7 @@ class Router:
         self.config = config
         self.dirty: list[Any] = []  # sessions with replies ready to write (flushed once per read)
         self.codec = Codec(config.compression_threshold) if config.compression else None
+        self.near = NearCache(config.near_cache_size, config.near_cache_max_item) if config.near_cache else None
         self.nodes: list[Node] = []
         self.crossslot = CROSSSLOT_RING
         # The session's fast path for plain single-key commands (no compression, no replicas, no replica reads):
@@ -269,6 +294,9 @@ class Router:
             self.split(session, spec, args)
         elif kind == Kind.MULTI:
             keys = keys_of(spec, args)
+            if self.near is not None:
+                for key in keys:
+                    self.near.invalidate(key)
             if not keys:
                 if spec.name in ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"):
                     self.any_node(session, raw, spec)
@@ -284,7 +312,27 @@ class Router:
         else:
             self.any_node(session, raw, spec)
 
+    def push(self, raw: bytes) -> None:
+        """A RESP3 push from a node: tracking invalidations feed the near-cache; nothing else is expected."""
+        if self.near is None or not self.near.push(raw):
+            log.debug("redis pool %s: ignored push %r", self.pool_name, raw[:80])
+
     def single(self, session: ClientSession, spec: CommandSpec, args: list[bytes], raw: bytes, key: bytes) -> None:
+        near = self.near
+        if near is not None:
+            if spec.write:
+                near.invalidate(key)
+            elif spec.name == "get":
+                cached = near.get(key)
+                if cached is not None:
+                    session.reply_now(cached)
+                    return
+                parent = Pending(raw, session)
+                session.queue.append(parent)
+                # over the node's tracked RESP3 connection, so Redis will push this key's invalidation there
+                fill = NearFill(session, parent, key, near)
+                self.send_key(fill, Pending(raw, fill), key, False, 3)
+                return
         codec = self.codec
         if codec is not None:
             raw = self._compress(spec, args, raw, codec)
@@ -323,6 +371,9 @@ class Router:
             return
         if self.codec is not None and spec.name == "mset":
             args = [args[0]] + [self.codec.encode(a) if i % 2 else a for i, a in enumerate(args[1:])]
+        if self.near is not None and spec.write:
+            for i in range(nkeys):
+                self.near.invalidate(args[1 + i * group])
         parent = Pending(None, session)
         session.queue.append(parent)
         merge_handler: Any = session
@@ -363,6 +414,10 @@ class Router:
             session.reply_now(encode_error("ERR nexus-fast: MULTI/EXEC is not available with compression or "
                                            "replication_factor > 1 (values and replicas are written per key)"))
             return
+        if self.near is not None:
+            for keys, _ in txn:
+                for key in keys:
+                    self.near.invalidate(key)
         groups = {self.locate(key)[0] for keys, _ in txn for key in keys}
         if len(groups) != 1:
             session.reply_now(encode_error(self.crossslot.decode()[1:-2].replace("request", "transaction")))
@@ -434,7 +489,7 @@ class RingRouter(Router):
                                    live=live, distribution=self.config.distribution)
         else:
             self.ring = self.full_ring
-        if self.replication == 1 and self.codec is None:
+        if self.replication == 1 and self.codec is None and self.near is None:
             self.fast_lookup = self.ring.lookup
             self.fast_nodes = list(self.nodes)
 

@@ -365,3 +365,62 @@ async def test_transactions_are_atomic_among_pipelined_clients(nodes):
             assert await client.get("{acct}:ops") == b"240" and await client.get("{acct}:balance") == b"0"
         finally:
             await client.aclose()
+
+
+async def test_near_cache_served_from_memory_and_invalidated_by_tracking(nodes):
+    pool = {"servers": nodes.servers(), "hash": HASH, "near_cache": True, "near_cache_size": "1MiB"}
+    async with run_proxy(pool) as (plane, port):
+        near = plane.pools["cache"].router.near
+        ring = plane.pools["cache"].router.ring
+        client = aioredis.Redis(port=port)
+        try:
+            assert await client.set("nc:1", "one") is True
+            assert await client.get("nc:1") == b"one"  # miss: fetched over the tracked connection, kept
+            owner = nodes[ring.lookup(b"nc:1")]
+            before = int(owner.cli("info", "stats").split("total_commands_processed:")[1].split()[0])
+            for _ in range(20):
+                assert await client.get("nc:1") == b"one"
+            after = int(owner.cli("info", "stats").split("total_commands_processed:")[1].split()[0])
+            assert after - before <= 2  # the 20 GETs never reached the node (the INFO calls count themselves)
+            assert near.hits >= 20
+
+            owner.cli("set", "nc:1", "changed")  # written behind the proxy's back: Redis pushes an invalidation
+            await wait_for_value(client, "nc:1", b"changed")
+            assert near.invalidations >= 1
+
+            assert await client.set("nc:1", "mine") is True  # through the proxy: dropped at once
+            assert await client.get("nc:1") == b"mine"
+            assert await client.get("nc:missing") is None  # RESP3 null turned into a RESP2 nil
+            assert await client.mset({"nc:1": "m1", "nc:2": "m2"}) is True
+            assert await client.mget(["nc:1", "nc:2"]) == [b"m1", b"m2"]
+            assert await client.get("nc:1") == b"m1"
+
+            owner.cli("flushall")  # a null invalidation: the whole cache goes
+            await wait_for_value(client, "nc:1", None)
+            assert near.flushes >= 1
+        finally:
+            await client.aclose()
+
+
+async def test_near_cache_keeps_its_byte_budget(nodes):
+    pool = {"servers": nodes.servers(), "hash": HASH, "near_cache": True, "near_cache_size": "64KiB"}
+    async with run_proxy(pool) as (plane, port):
+        near = plane.pools["cache"].router.near
+        client = aioredis.Redis(port=port)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(300):
+                    pipe.set(f"b:{i}", "v" * 1000)
+                await pipe.execute()
+            for i in range(300):
+                assert await client.get(f"b:{i}") == b"v" * 1000
+            assert 0 < near.bytes <= 64 * 1024 and near.evictions > 0 and len(near) < 300
+        finally:
+            await client.aclose()
+
+
+async def wait_for_value(client, key: str, value: bytes | None, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await client.get(key)) != value:
+        assert time.monotonic() < deadline, f"{key} still {got!r}"
+        await asyncio.sleep(0.01)
