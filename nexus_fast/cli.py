@@ -82,6 +82,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(list(args.bench_args), prog="nexus-fast bench")
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from nexus_fast.config.errors import ConfigError
+    from nexus_fast.config.load import load_config
+    from nexus_fast.server.status import run_status
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        return _config_error(exc)
+    return run_status(loaded.config, loaded.digest, sys.stdout)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from nexus_fast.config.errors import ConfigError
     from nexus_fast.config.load import load_config
@@ -115,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_verify.add_argument("-c", "--config", required=True, help="config file")
     p_verify.add_argument("--timeout", type=float, default=3.0, help="seconds per check (default 3)")
     p_verify.set_defaults(func=cmd_verify)
+
+    p_status = sub.add_parser("status", help="health, config digest, last reload and drift of the running instance")
+    p_status.add_argument("-c", "--config", required=True, help="config file of the running instance")
+    p_status.set_defaults(func=cmd_status)
 
     p_config = sub.add_parser("config", help="check, import or document configuration")
     config_sub = p_config.add_subparsers(dest="config_command", required=True)

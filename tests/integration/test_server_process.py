@@ -456,3 +456,23 @@ def test_admin_over_tls(tmp_path) -> None:
     with pytest.raises(NexusStartError) as info:
         NexusProcess({"admin": {"listen": free_listen(), "tls_cert_file": str(cert)}}, ready_timeout=15).start()
     assert "tls_cert_file and tls_key_file go together" in str(info.value)
+
+
+def test_status_summarises_the_running_instance() -> None:
+    nexus, _port = echo_nexus({"admin": {"auth_token": "tok"}})
+    with nexus:
+        def status() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "nexus_fast", "status", "-c", nexus.config_path],
+                                  capture_output=True, text=True, timeout=30)
+
+        result = status()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"nexus-fast at {nexus.admin_listen}" in result.stdout and ": up" in result.stdout
+        assert "[echo] up" in result.stdout and "echo/self" in result.stdout
+        assert "last reload: none" in result.stdout
+        nexus.write_config({"server": {"shutdown_timeout": "10s"},
+                            "admin": {"listen": nexus.admin_listen, "auth_token": "tok", "health_check_interval": "3s"}})
+        result = status()
+        assert result.returncode == 1 and "DRIFT" in result.stdout
+    result = status()
+    assert result.returncode == 2 and "cannot reach" in result.stdout
