@@ -28,6 +28,9 @@ class ServerSection(Section):
 
     workers: int | Literal["auto"] = Field(1, description='Worker processes sharing the listeners; "auto" = the CPUs this process may use.')
     shutdown_timeout: Duration = Field(30.0, description="How long SIGTERM waits for in-flight work before closing.")
+    supervise: bool = Field(
+        False, description="Run a supervisor process even with one worker, for online restart (SIGUSR2), the "
+        "watchdog and crash restarts; with workers > 1 there always is one.")
     worker_watchdog_timeout: Duration = Field(
         30.0, description="With several workers: a worker whose event loop sent no heartbeat for this long is "
         "killed and replaced (0 = off).")

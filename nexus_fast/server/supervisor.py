@@ -1,6 +1,7 @@
 """The parent process of ``nexus-fast serve``: runs one worker in-process, or forks N and looks after them.
 
-With ``server.workers = 1`` the process is the worker (no extra parent, nothing between signals and the loop).
+With ``server.workers = 1`` the process is the worker (no extra parent, nothing between signals and the loop),
+unless ``server.supervise`` asks for a supervisor anyway (online restart, watchdog, crash restarts).
 With N > 1 the parent forks N workers before any event loop exists; each binds every listener with SO_REUSEPORT
 and the kernel spreads incoming connections over them. The parent does no I/O of its own: it blocks the signals
 it handles and waits for them synchronously (``sigtimedwait``), which avoids async-signal-safety pitfalls:
@@ -302,6 +303,6 @@ def serve(config_path: str, workers: int | None = None) -> int:
         log.warning("native_modules_unavailable", modules=",".join(s.name for s in slow), reason=slow[0].reason)
     count = workers if workers is not None else server.worker_count()
     log.info("starting", source=config_path, format=loaded.file_format, workers=count, digest=loaded.digest[:12])
-    if count <= 1:
+    if count <= 1 and not server.supervise:
         return run_worker(config_path, loaded, 0)
     return Supervisor(config_path, loaded, count, workers_override=workers is not None).run()

@@ -331,7 +331,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if not self.supervised:  # SIGUSR2 (online restart) is the supervisor's; never let it kill a lone worker
             loop.add_signal_handler(signal.SIGUSR2, lambda: log.warning(
-                "restart_unsupported", reason="online restart (SIGUSR2) needs server.workers >= 2"))
+                "restart_unsupported", reason="online restart (SIGUSR2) needs server.workers >= 2 or server.supervise"))
         # A forked worker inherits the supervisor's blocked mask; unblock only now that the handlers exist, so a
         # signal that arrived in between is handled, not fatal by its default action.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})

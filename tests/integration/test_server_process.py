@@ -476,3 +476,21 @@ def test_status_summarises_the_running_instance() -> None:
         assert result.returncode == 1 and "DRIFT" in result.stdout
     result = status()
     assert result.returncode == 2 and "cannot reach" in result.stdout
+
+
+def test_one_supervised_worker_restarts_online() -> None:
+    nexus, port = echo_nexus({"server": {"supervise": True}})
+    with nexus:
+        nexus.wait_for_event("worker_ready")
+        (old,) = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
+        assert nexus.pid != old and int(ask(port, "PID")) == old
+        nexus.signal(12)
+        nexus.wait_for_event("restart_done", timeout=20)
+        nexus.wait_for_event("worker_retired", timeout=20)
+        (new,) = {int(e["worker_pid"]) for e in nexus.events("worker_started")} - {old}
+        assert int(ask(port, "PID")) == new
+    lone, _ = echo_nexus()
+    with lone:
+        lone.signal(12)  # no supervisor: logged, never fatal
+        lone.wait_for_event("restart_unsupported")
+        assert lone.get("/ready")[0] == 200
