@@ -491,7 +491,8 @@ class RingRouter(Router):
             self.ring = self.full_ring
         if self.replication == 1 and self.codec is None and self.near is None:
             self.fast_lookup = self.ring.lookup
-            self.fast_nodes = list(self.nodes)
+            # lookup() is -1 when no node is live: the trailing None sends the command the slow way (NO_NODE)
+            self.fast_nodes = [*self.nodes, None]
 
     def locate(self, key: bytes) -> tuple[Any, Node | None]:
         index = self.ring.lookup(key)

@@ -424,3 +424,17 @@ async def wait_for_value(client, key: str, value: bytes | None, timeout: float =
     while (got := await client.get(key)) != value:
         assert time.monotonic() < deadline, f"{key} still {got!r}"
         await asyncio.sleep(0.01)
+
+
+async def test_all_nodes_ejected_answers_no_live_node(nodes):
+    async with run_proxy({"servers": nodes.servers(), "auto_eject_hosts": True,
+                          "server_retry_timeout": "30s"}) as (plane, port):
+        client = aioredis.Redis(port=port)
+        try:
+            assert await client.set("k", "v") is True  # the fast path, nodes live
+            for node in plane.pools["cache"].router.nodes:
+                node.eject()
+            with pytest.raises(redis.exceptions.ResponseError, match="no live node"):
+                await asyncio.wait_for(client.get("k"), 2)
+        finally:
+            await client.aclose()
