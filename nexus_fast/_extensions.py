@@ -21,6 +21,7 @@ TWINS: dict[str, str] = {
     "pgframe": "nexus_fast.postgres._pgframe_py",
     "ring": "nexus_fast.balance._ring_py",
     "resp": "nexus_fast.redis._resp_py",
+    "forward": "nexus_fast.redis._forward_py",
 }
 
 

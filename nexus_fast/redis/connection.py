@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from nexus_fast import _extensions
 from nexus_fast.redis.protocol import ReplyScanner, encode_error
 
 if TYPE_CHECKING:
@@ -27,18 +28,15 @@ if TYPE_CHECKING:
 _clock = time.perf_counter
 
 
-class Pending:
-    """One request in flight: its wire bytes, its reply once known, and who wants the reply."""
-
-    __slots__ = ("attempts", "failed", "handler", "reply", "request", "sent_at")
-
-    def __init__(self, request: bytes | None, handler: Any) -> None:
-        self.request = request
-        self.handler = handler
-        self.reply: bytes | None = None
-        self.failed = False  # the reply is the proxy's error for a node failure, not the node's answer
-        self.attempts = 0
-        self.sent_at = 0.0
+# ``Pending`` (one request in flight) and the reply-matching loop are native (``native/forward.pyx``) when compiled,
+# else the pure twin ``nexus_fast.redis._forward_py``.
+if TYPE_CHECKING:
+    from nexus_fast.redis._forward_py import Pending, deliver, forward_single_key
+else:
+    _forward = _extensions.load("forward")
+    Pending = _forward.Pending
+    deliver = _forward.deliver
+    forward_single_key = _forward.forward_single_key
 
 
 class Discard:
@@ -152,18 +150,8 @@ class ServerConnection(asyncio.Protocol):
             while batches and batches[0][0] <= self.answered:
                 _, count, when = batches.popleft()
                 latency.observe(now - when, count)
-        queue = self.queue
-        redirects = self.redirects
-        for raw in replies:
-            if not queue:
-                self.abort(f"ERR nexus-fast: node {node.address} sent a reply nobody asked for")
-                return
-            pending = queue.popleft()
-            if redirects and raw[:1] == b"-" and (raw[:7] == b"-MOVED " or raw[:5] == b"-ASK "):
-                if node.router.redirect(pending, raw):
-                    continue
-            pending.reply = raw
-            pending.handler.reply_ready(pending)
+        if not deliver(self, replies):
+            return
         node.replies += len(replies)
         node.router.flush_dirty()
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nexus_fast.redis import protocol
 from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind, is_blocking_call, keys_of, lookup
-from nexus_fast.redis.connection import Pending
+from nexus_fast.redis.connection import Pending, forward_single_key
 from nexus_fast.redis.protocol import RequestParser, encode_error
 
 if TYPE_CHECKING:
@@ -73,27 +73,17 @@ class ClientSession(asyncio.Protocol):
         i = 0
         lookup = router.fast_lookup
         if lookup is not None and self.authenticated and self.txn is None:
-            # The hot path, inlined: a plain single-key command goes straight to its node's pipelined connection.
-            nodes = router.fast_nodes
-            queue = self.queue
-            proto = self.proto
+            # The hot path (native/forward.pyx): plain single-key commands go straight to their node's pipelined
+            # connection; the first one that is not comes back here, goes the general way, and the loop resumes.
+            single_key = SINGLE_KEY
             while i < count and not self.closing:
+                i = forward_single_key(self, commands, i, single_key, lookup, router.fast_nodes, self.proto)
+                if i >= count or self.closing:
+                    break
                 args, raw = commands[i]
                 i += 1
-                entry = SINGLE_KEY.get(args[0])
-                if entry is not None:
-                    first, least, most = entry
-                    if least <= len(args) <= most:
-                        node = nodes[lookup(args[first])]
-                        if node is not None:
-                            pending = Pending(raw, self)
-                            queue.append(pending)
-                            node.send(pending, proto)
-                            continue
                 self.dispatch(args, raw, route)
                 # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
-                proto = self.proto
-                nodes = router.fast_nodes
                 if router.fast_lookup is not lookup or not self.authenticated or self.txn is not None:
                     break
         while i < count and not self.closing:

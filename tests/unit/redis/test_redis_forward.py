@@ -1,0 +1,100 @@
+"""The forwarding path's per-request steps (``native/forward.pyx`` and its pure twin), driven without sockets."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from nexus_fast.redis.commands import SINGLE_KEY
+from nexus_fast.redis.protocol import RequestParser
+from tests.conftest import load_twin, twin_params
+
+
+@pytest.fixture(params=twin_params("forward"))
+def forward(request):
+    return load_twin("forward", request.param)
+
+
+class Session:
+    def __init__(self) -> None:
+        self.queue: deque = deque()
+        self.replies: list = []
+
+    def reply_ready(self, pending) -> None:
+        self.replies.append(pending.reply)
+
+
+class Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list = []
+
+    def send(self, pending, proto: int = 2) -> None:
+        self.sent.append((pending.request, proto))
+
+
+def test_pending_defaults(forward):
+    pending = forward.Pending(b"*1\r\n$4\r\nPING\r\n", None)
+    assert (pending.request, pending.handler, pending.reply, pending.failed, pending.attempts) == (
+        b"*1\r\n$4\r\nPING\r\n", None, None, False, 0)
+    pending.reply, pending.failed, pending.attempts = b"+OK\r\n", True, 2
+    assert (pending.reply, pending.failed, pending.attempts) == (b"+OK\r\n", True, 2)
+
+
+def test_single_key_commands_go_to_their_nodes_until_one_is_not(forward):
+    nodes = [Node("a"), Node("b"), None]  # the trailing None: what a lookup of -1 (no live node) finds
+    owner = {b"k1": 0, b"k2": 1, b"gone": -1}
+    commands = RequestParser().feed(b"GET k1\r\nSET k2 v\r\nget k1\r\nGET\r\nGET k2\r\nPING\r\nGET gone\r\n")
+    session = Session()
+    args = (session, commands)
+    i = forward.forward_single_key(*args, 0, SINGLE_KEY, owner.__getitem__, nodes, 3)
+    assert i == 3  # "GET" without its key has the wrong arity: back to the session's general path
+    assert nodes[0].sent == [(commands[0][1], 3), (commands[2][1], 3)] and nodes[1].sent == [(commands[1][1], 3)]
+    assert [p.request for p in session.queue] == [c[1] for c in commands[:3]]
+    assert all(p.handler is session and p.reply is None for p in session.queue)
+    assert forward.forward_single_key(*args, 4, SINGLE_KEY, owner.__getitem__, nodes, 2) == 5  # PING: not a key
+    assert forward.forward_single_key(*args, 6, SINGLE_KEY, owner.__getitem__, nodes, 2) == 6  # no live node
+    assert forward.forward_single_key(*args, 7, SINGLE_KEY, owner.__getitem__, nodes, 2) == 7  # the end
+    assert len(session.queue) == 4
+
+
+class Router:
+    def __init__(self) -> None:
+        self.redirected: list = []
+
+    def redirect(self, pending, raw: bytes) -> bool:
+        self.redirected.append(raw)
+        return raw.startswith(b"-MOVED")
+
+
+class Conn:
+    def __init__(self, redirects: bool) -> None:
+        self.queue: deque = deque()
+        self.redirects = redirects
+        self.node = type("N", (), {"address": "127.0.0.1:7000", "router": Router()})()
+        self.aborted: list = []
+
+    def abort(self, message: str) -> None:
+        self.aborted.append(message)
+
+
+def test_replies_matched_in_order_and_redirects_followed(forward):
+    session = Session()
+    conn = Conn(redirects=True)
+    conn.queue.extend(forward.Pending(b"x", session) for _ in range(4))
+    assert forward.deliver(conn, [b"+OK\r\n", b"-MOVED 3999 127.0.0.1:7001\r\n", b"-ASK 1 h:1\r\n", b":1\r\n"])
+    # the MOVED request is the router's now; the ASK the router declined goes to the client as is
+    assert session.replies == [b"+OK\r\n", b"-ASK 1 h:1\r\n", b":1\r\n"]
+    assert conn.node.router.redirected == [b"-MOVED 3999 127.0.0.1:7001\r\n", b"-ASK 1 h:1\r\n"]
+    ring = Conn(redirects=False)
+    ring.queue.append(forward.Pending(b"x", session))
+    assert forward.deliver(ring, [b"-MOVED 1 h:1\r\n"]) and ring.node.router.redirected == []
+
+
+def test_a_reply_nobody_asked_for_aborts(forward):
+    conn = Conn(redirects=False)
+    session = Session()
+    conn.queue.append(forward.Pending(b"x", session))
+    assert forward.deliver(conn, [b"+OK\r\n", b"+OK\r\n"]) is False
+    assert session.replies == [b"+OK\r\n"] and "nobody asked for" in conn.aborted[0]
