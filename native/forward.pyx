@@ -61,9 +61,28 @@ def forward_single_key(object session, list commands, Py_ssize_t i, dict single_
         pending.request = item[1]
         pending.handler = session
         queue.append(pending)
-        node.send(pending, proto)
+        _send(node, pending, proto)
         i += 1
     return i
+
+
+cdef inline void _send(object node, Pending pending, object proto) except *:
+    """``node.send(pending, proto)`` for the common case, without two Python frames: the node's first connection
+    for ``proto`` is open, so the request joins its FIFO and its next coalesced write exactly as
+    ``ServerConnection.send`` does; anything else (no connection yet, a closed one) goes through ``node.send``."""
+    cdef object conn = node.conns[proto][0]
+    if conn is None or conn.closed:
+        node.send(pending, proto)
+        return
+    node.requests += 1
+    cdef object cq = conn.queue
+    if not cq:
+        conn.last_progress = conn._loop.time()
+    cq.append(pending)
+    conn.out.append(pending.request)
+    if not conn.flush_scheduled and conn.transport is not None:
+        conn.flush_scheduled = True
+        conn._loop.call_soon(conn._flush)
 
 
 def deliver(object conn, list replies):

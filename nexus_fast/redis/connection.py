@@ -81,6 +81,7 @@ class ServerConnection(asyncio.Protocol):
         self.errors_seen = 0
 
     # -- requests out
+    # native/forward.pyx ``_send`` repeats this method (and Node.send) for the hot path: keep them in step.
     def send(self, pending: Pending) -> None:
         if self.closed:
             self._fail(pending, f"ERR nexus-fast: connection to {self.node.address} is closed")

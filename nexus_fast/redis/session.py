@@ -67,7 +67,6 @@ class ClientSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.pool.bytes_in += len(data)
         router = self.router
-        route = router.route
         commands = self.parser.feed(data)
         count = len(commands)
         i = 0
@@ -82,7 +81,7 @@ class ClientSession(asyncio.Protocol):
                     break
                 args, raw = commands[i]
                 i += 1
-                self.dispatch(args, raw, route)
+                self.dispatch(args, raw, router.route)
                 # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
                 if router.fast_lookup is not lookup or not self.authenticated or self.txn is not None:
                     break
@@ -96,7 +95,7 @@ class ClientSession(asyncio.Protocol):
             if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and spec.arity_ok(len(args)):
                 router.single(self, spec, args, raw, args[spec.first])
             else:
-                self.dispatch(args, raw, route)
+                self.dispatch(args, raw, router.route)
         if self.parser.error is not None and not self.closing:
             self.reply_now(encode_error(f"ERR Protocol error: {self.parser.error}"))
             self.closing = True

@@ -29,6 +29,7 @@ class Node:
     def __init__(self, name: str) -> None:
         self.name = name
         self.sent: list = []
+        self.conns: dict = {2: [None], 3: [None]}  # no open connection: the compiled twin calls send() too
 
     def send(self, pending, proto: int = 2) -> None:
         self.sent.append((pending.request, proto))
@@ -98,3 +99,49 @@ def test_a_reply_nobody_asked_for_aborts(forward):
     conn.queue.append(forward.Pending(b"x", session))
     assert forward.deliver(conn, [b"+OK\r\n", b"+OK\r\n"]) is False
     assert session.replies == [b"+OK\r\n"] and "nobody asked for" in conn.aborted[0]
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def test_sends_join_the_open_connection_and_its_next_coalesced_write(forward, monkeypatch):
+    """Over the real Node and ServerConnection (no socket: a recording transport), both twins leave the same
+    state: requests counted, FIFO filled, one write per loop turn carrying every request."""
+    import asyncio
+
+    from nexus_fast.redis import connection
+    from nexus_fast.redis.config import RedisPoolConfig
+    from nexus_fast.redis.router import RingRouter
+
+    monkeypatch.setattr(connection, "Pending", forward.Pending)
+    router = RingRouter("p", RedisPoolConfig(servers=["127.0.0.1:1:1 a", "127.0.0.1:2:1 b"]))
+    session = Session()
+    for node in router.nodes:  # an open connection per node, as after connection_made
+        conn = connection.ServerConnection(node, 2, redirects=False)
+        conn.transport = Transport()  # type: ignore[assignment]
+        node.conns[2][0] = conn
+    commands = RequestParser().feed(b"".join(b"SET key:%d v\r\n" % i for i in range(20)))
+    fast_nodes = [*router.nodes, None]
+    assert forward.forward_single_key(session, commands, 0, SINGLE_KEY, router.ring.lookup, fast_nodes, 2) == 20
+    await asyncio.sleep(0)  # the coalesced write runs from call_soon
+    sent = 0
+    for node in router.nodes:
+        conn = node.conns[2][0]
+        assert node.requests == len(conn.queue) == conn.written and conn.written > 0
+        assert conn.transport.written == [b"".join(p.request for p in conn.queue)]  # one write per loop turn
+        sent += node.requests
+    assert sent == 20 and [p.request for p in session.queue] == [c[1] for c in commands]
+    for node in router.nodes:
+        node.close()
+        await node.wait_closed()
