@@ -20,6 +20,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "e2e": ("bench.harness", "end to end: nexus-fast beside direct access, PgBouncer, twemproxy and HAProxy"),
+    "publish": ("bench.publish", "put a run's tables and plots into docs/benchmarks.md and the README"),
     "kernels": ("bench.kernels", "kernel speed-ups over pure-Python references, eviction hit ratios, detector P/R"),
 }
 DEFAULT = "e2e"

@@ -128,6 +128,30 @@ def target_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def headline_table(report: dict[str, Any]) -> str:
+    """A compact Markdown table: per scenario, the peer's figure and nexus-fast's as ratios to it and to direct."""
+    lines = ["| scenario | peer | nexus-fast 1 worker vs peer | 2 workers vs peer | 1 worker vs direct | p99, 1 worker vs peer |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for scenario in report["scenarios"]:
+        sid, metric = scenario["id"], scenario["metric"]
+        peer_value = None
+        for summary in report["summaries"]:
+            if summary["scenario"] == sid and summary["target"] == scenario["peer"]:
+                peer_value = _median(summary, metric)
+        if metric == "bytes_per_connection":
+            shown = "n/a" if peer_value is None else f"{peer_value / 1024:.2f} KiB/conn"
+        else:
+            shown = "n/a" if peer_value is None else f"{peer_value:,.0f} {scenario['unit']}"
+        lines.append(
+            f"| {scenario['title']} | {TARGET_LABELS.get(scenario['peer'], scenario['peer'])} {shown} "
+            f"| {format_ratio(_ratio_of(report, sid, 'nexus-1w', f'{metric}_vs_peer'))} "
+            f"| {format_ratio(_ratio_of(report, sid, 'nexus-2w', f'{metric}_vs_peer'))} "
+            f"| {format_ratio(_ratio_of(report, sid, 'nexus-1w', f'{metric}_vs_direct'))} "
+            f"| {format_ratio(_ratio_of(report, sid, 'nexus-1w', 'latency_p99_ms_vs_peer'))} |")
+    lines += ["", "Throughput ratios: above 1x is better. p99 and idle memory per connection: below 1x is better."]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Markdown
 
@@ -178,6 +202,7 @@ def markdown(report: dict[str, Any]) -> str:
               "PgBouncer for PostgreSQL), both measured in this run: above 1x is better for throughput, below "
               "1x is better for p99, CPU and memory. CPU is the target's process CPU time per request "
               "(per transaction for pgbench).", ""]
+    lines += ["## Headline: nexus-fast against the peer", "", headline_table(report)]
     checks = target_checks(report)
     if checks:
         lines += ["## Against the performance targets (PRODUCT.md section 5)", "",
@@ -242,6 +267,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["## Failed runs", ""]
         lines += [f"- {m['scenario']} / {m['target']} round {m['round'] + 1}: {m['error'][:300]}" for m in errors]
         lines.append("")
+    if report.get("plots"):
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in report["plots"]] + [""]
     return "\n".join(lines)
 
 
@@ -342,8 +369,5 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     report["plots"] = [str(path.relative_to(out)) for path in plot(report, out / "plots")]
     json_path.write_text(json.dumps(report, indent=1, default=str) + "\n")
     md_path = out / "report.md"
-    text = markdown(report)
-    if report["plots"]:
-        text += "\n## Plots\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in report["plots"]) + "\n"
-    md_path.write_text(text)
+    md_path.write_text(markdown(report))
     return [json_path, md_path, out / "plots"]

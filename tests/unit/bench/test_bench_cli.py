@@ -51,3 +51,35 @@ def test_bench_subcommands_extend_in_one_line(monkeypatch):
     assert bench_main.main(["own", "--x", "1"]) == 0
     assert bench_main.main(["with", "--size", "5"]) == 3
     assert calls == [("argv", ["--x", "1"]), ("args", 5)]
+
+
+def test_bench_publish_updates_docs_and_only_the_readme_block(tmp_path):
+    from bench.publish import END, START
+    from bench.report import build_report, write_outputs
+    from bench.scenarios import select_jobs
+
+    jobs = select_jobs(["pg-select-c16"])
+    measurements = [{"job": "pg-select-c16", "scenario": "pg-select-c16", "target": target, "round": 0,
+                     "values": {"throughput": value, "latency_p99_ms": 1.0}, "error": None}
+                    for target, value in (("direct", 100.0), ("pgbouncer", 50.0), ("nexus-1w", 60.0))]
+    report = build_report(run_info={"started_at": "T0", "duration_s": 1, "command": "python -m bench --quick",
+                                    "settings": {"mode": "quick", "rounds": 1}},
+                          machine_description={"cpu_model": "CPU", "cores": 2, "memory_bytes": 2**31, "os": "OS"},
+                          jobs=jobs, measurements=measurements, skips=[], targets={})
+    out = tmp_path / "docs" / "benchmarks"
+    write_outputs(report, out)
+    docs = tmp_path / "docs" / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nmethod text\n\n## Latest results\n\nold table\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n\n## Benchmarks\n\ncommands\n")
+    assert bench_main.main(["publish", str(out), "--docs", str(docs), "--readme", str(readme)]) == 0
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nmethod text\n\n## Latest results\n") and "old table" not in text
+    assert "| pgbench -S, 16 clients | PgBouncer 50 tps | 1.20x | n/a | 0.60x | 1.00x |" in text
+    assert "![pg-select-c16](benchmarks/plots/pg-select-c16.png)" in text
+    first = readme.read_text()
+    assert first.startswith("# project\n\n## Benchmarks\n\ncommands\n\n" + START)
+    assert "CPU, 2 cores, 2 GiB" in first and first.endswith(END + "\n")
+    # Publishing again replaces the block instead of adding a second one.
+    bench_main.main(["publish", str(out), "--docs", str(docs), "--readme", str(readme)])
+    assert readme.read_text() == first

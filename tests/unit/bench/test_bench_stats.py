@@ -90,6 +90,7 @@ def test_bench_report_ratios_to_direct_and_peer():
     assert "| pgbench -S, 16 clients | nexus-fast 1 worker | 300 tps | ±10% | 3.000 | 2.73x | 1.50x | 1.50x | 30.0 |" \
         in text
     assert "failed: pgbench exited with status 2: boom" in text
+    assert "| pgbench -S, 16 clients | PgBouncer 200 tps | 1.50x | n/a | 2.73x | 1.50x |" in text
 
 
 def test_bench_target_checks():
