@@ -49,6 +49,7 @@ class RunSettings:
     # None: the harness starts a dedicated PostgreSQL / redis-server (see OWN_POSTGRES_SETTINGS, TargetSet).
     postgres: tuple[str, int] | None = None
     postgres_origin: str = "named with --postgres"
+    postgres_pid: int | None = None
     redis: tuple[str, int] | None = None
     note: str = ""
 
@@ -106,8 +107,18 @@ class Progress:
               file=self.stream, flush=True)
 
 
-def _cpu(endpoint: Endpoint) -> float | None:
-    return tree_cpu_seconds(endpoint.pid) if endpoint.pid is not None else None
+def _cpu(endpoint: Endpoint) -> tuple[float | None, float | None]:
+    """CPU seconds so far of the target's process tree and of the backend servers behind it."""
+    proxy = tree_cpu_seconds(endpoint.pid) if endpoint.pid is not None else None
+    servers = sum(tree_cpu_seconds(pid) for pid in endpoint.server_pids) if endpoint.server_pids else None
+    return proxy, servers
+
+
+def _per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    """Microseconds of CPU per request between two readings, or None without readings or requests."""
+    if before is None or after is None or not requests:
+        return None
+    return (after - before) / requests * 1e6
 
 
 def run_redis_job(job: Job, endpoint: Endpoint, settings: RunSettings) -> list[Measurement]:
@@ -121,8 +132,9 @@ def run_redis_job(job: Job, endpoint: Endpoint, settings: RunSettings) -> list[M
     elapsed = time.monotonic() - started
     after = _cpu(endpoint)
     total_requests = requests * len(result.rows)
-    cpu = after - before if before is not None and after is not None else None
-    per_request = cpu / total_requests * 1e6 if cpu is not None and total_requests else None
+    cpu = after[0] - before[0] if before[0] is not None and after[0] is not None else None
+    per_request = _per_request(before[0], after[0], total_requests)
+    server_per_request = _per_request(before[1], after[1], total_requests)
     measurements = []
     for scenario in job.scenarios:
         command = scenario.id.split("-")[1].upper()
@@ -130,7 +142,8 @@ def run_redis_job(job: Job, endpoint: Endpoint, settings: RunSettings) -> list[M
         measurements.append(Measurement(
             job.id, scenario.id, "", 0,
             {"throughput": row.rps, "latency_avg_ms": row.avg_latency_ms, "latency_p50_ms": row.p50_latency_ms,
-             "latency_p99_ms": row.p99_latency_ms, "cpu_us_per_request": per_request},
+             "latency_p99_ms": row.p99_latency_ms, "cpu_us_per_request": per_request,
+             "server_cpu_us_per_request": server_per_request},
             requests=requests, proxy_cpu_seconds=cpu, elapsed_s=elapsed, raw=result.as_dict()))
     return measurements
 
@@ -147,12 +160,13 @@ def run_postgres_job(job: Job, endpoint: Endpoint, settings: RunSettings) -> lis
     elapsed = time.monotonic() - started
     after = _cpu(endpoint)
     transactions = result.summary.transactions
-    cpu = after - before if before is not None and after is not None else None
-    per_request = cpu / transactions * 1e6 if cpu is not None and transactions else None
+    cpu = after[0] - before[0] if before[0] is not None and after[0] is not None else None
+    per_request = _per_request(before[0], after[0], transactions)
+    server_per_request = _per_request(before[1], after[1], transactions)
     return [Measurement(job.id, job.scenarios[0].id, "", 0,
                         {"throughput": result.summary.tps, "latency_avg_ms": result.summary.latency_avg_ms,
                          "latency_p50_ms": result.latency_p50_ms, "latency_p99_ms": result.latency_p99_ms,
-                         "cpu_us_per_request": per_request},
+                         "cpu_us_per_request": per_request, "server_cpu_us_per_request": server_per_request},
                         requests=transactions, proxy_cpu_seconds=cpu, elapsed_s=elapsed, raw=result.as_dict())]
 
 
@@ -214,6 +228,7 @@ def _prepare_postgres(settings: RunSettings, tools: dict[str, ToolStatus], stack
         except (HarnessError, OSError) as exc:
             return f"the dedicated PostgreSQL did not start: {exc}"
         settings.postgres = node.address
+        settings.postgres_pid = node.postmaster_pid()
         settings.postgres_origin = f"dedicated server started by the harness ({OWN_POSTGRES_SETTINGS})"
     host, port = settings.postgres
     say(f"initialising database {settings.database} (pgbench -i -s {settings.scale}) on {host}:{port}")
@@ -231,7 +246,8 @@ def _run_jobs(
 ) -> tuple[list[Measurement], dict[str, Any]]:
     assert settings.postgres is not None or "postgres" not in endpoints
     options = TargetOptions(postgres=settings.postgres or ("127.0.0.1", 5432), redis=settings.redis,
-                            database=settings.database, pool_size=settings.pool_size)
+                            database=settings.database, pool_size=settings.pool_size,
+                            postgres_pid=settings.postgres_pid)
     measurements: list[Measurement] = []
     # Idle-memory jobs get fresh instances (below): a proxy that already served load has free memory in its
     # allocator, which new connections would reuse and so look free.

@@ -2,7 +2,8 @@
 
 A target such as ``nexus-fast serve --workers 2`` is a supervisor and its worker processes, so every figure is
 summed over the process tree. CPU time is ``utime + stime`` from ``/proc/PID/stat`` (fields 14 and 15, in clock
-ticks; proc(5)); resident memory is ``VmRSS`` from ``/proc/PID/status``.
+ticks; proc(5)) plus fields 16 and 17 (``cutime + cstime``: CPU of children it has already reaped, so a PostgreSQL
+backend that served one ``pgbench -C`` transaction and exited still counts); resident memory is ``VmRSS`` from ``/proc/PID/status``.
 """
 
 from __future__ import annotations
@@ -51,13 +52,18 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU seconds consumed so far by ``pids`` (processes that are gone count 0)."""
+    """user + system CPU seconds consumed so far by ``pids`` and by the children they have reaped.
+
+    Summed over a whole live tree this never counts a process twice: a process is either alive (its own utime and
+    stime) or reaped (inside its parent's cutime and cstime).
+    """
     total = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
-            # After the command name: state(3) ppid(4) ... utime is field 14, stime 15 -> indexes 11, 12 here.
-            total += int(fields[11]) + int(fields[12])
+            # After the command name: state is field 3 -> index 0, so utime (14), stime (15), cutime (16) and
+            # cstime (17) are indexes 11 to 14.
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / _TICKS
 
 

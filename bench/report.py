@@ -19,7 +19,7 @@ from bench.stats import format_ratio, ratio, summarize
 from bench.targets import TARGET_LABELS, TARGET_NAMES
 
 METRICS = ("throughput", "latency_avg_ms", "latency_p50_ms", "latency_p99_ms", "cpu_us_per_request",
-           "bytes_per_connection")
+           "server_cpu_us_per_request", "bytes_per_connection")
 
 
 def summarise(scenario_id: str, target: str, measurements: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def build_report(*, run_info: dict[str, Any], machine_description: dict[str, Any
                     by_target[target] = summarise(scenario.id, target, measurements)
             for target, summary in by_target.items():
                 ratios: dict[str, float | None] = {}
-                for metric in (scenario.metric, "latency_p99_ms", "cpu_us_per_request"):
+                for metric in (scenario.metric, "latency_p99_ms", "cpu_us_per_request", "server_cpu_us_per_request"):
                     value = _median(summary, metric)
                     if value is None:
                         continue
@@ -201,7 +201,8 @@ def markdown(report: dict[str, Any]) -> str:
               "Ratios divide a target's median by direct access's and by the peer's (twemproxy for Redis, "
               "PgBouncer for PostgreSQL), both measured in this run: above 1x is better for throughput, below "
               "1x is better for p99, CPU and memory. CPU is the target's process CPU time per request "
-              "(per transaction for pgbench).", ""]
+              "(per transaction for pgbench); server CPU is that of the PostgreSQL or Redis servers behind it "
+              "(when the harness started them), which pooling and pipelining can save.", ""]
     lines += ["## Headline: nexus-fast against the peer", "", headline_table(report)]
     checks = target_checks(report)
     if checks:
@@ -223,7 +224,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["| scenario | target | KiB per connection | spread | vs peer |", "|---|---|---:|---:|---:|"]
         else:
             lines += ["| scenario | target | throughput | spread | p99 ms | vs direct | vs peer | p99 vs peer "
-                      "| CPU us/req |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| CPU us/req | server CPU us/req |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for scenario in scenarios:
             rows = [s for s in summaries if s["scenario"] == scenario["id"]]
             rows.sort(key=lambda s: TARGET_NAMES.index(s["target"]) if s["target"] in TARGET_NAMES else 99)
@@ -234,7 +235,7 @@ def markdown(report: dict[str, Any]) -> str:
                 r = summary.get("ratios", {})
                 if not summary["metrics"]:
                     error = summary["errors"][0] if summary["errors"] else "no result"
-                    cells = 3 if family == "idle" else 7
+                    cells = 3 if family == "idle" else 8
                     lines.append(f"| {scenario['title']} | {label} | failed: {error[:120]} |" + " |" * (cells - 1))
                     continue
                 if family == "idle":
@@ -249,7 +250,8 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {_spread(summary, 'throughput')} | {_number(_median(summary, 'latency_p99_ms'), 3)} "
                     f"| {format_ratio(r.get('throughput_vs_direct'))} | {format_ratio(r.get('throughput_vs_peer'))} "
                     f"| {format_ratio(r.get('latency_p99_ms_vs_peer'))} "
-                    f"| {_number(_median(summary, 'cpu_us_per_request'), 1)} |")
+                    f"| {_number(_median(summary, 'cpu_us_per_request'), 1)} "
+                    f"| {_number(_median(summary, 'server_cpu_us_per_request'), 1)} |")
         lines.append("")
     if report["skips"]:
         lines += ["## Skipped", ""]

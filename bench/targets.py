@@ -62,6 +62,8 @@ class Endpoint:
     address: Address
     pid: int | None
     note: str = ""
+    # The backend servers behind it that the harness started (their CPU per request is reported too).
+    server_pids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class TargetOptions:
     ring_nodes: int = 3
     max_client_conn: int = 20000
     ready_timeout: float = 30.0
+    postgres_pid: int | None = None  # the postmaster, when the harness started PostgreSQL
 
 
 def nexus_config(options: TargetOptions, *, workers: int, postgres_listen: Address | None,
@@ -159,6 +162,8 @@ class TargetSet:
         self.ring_servers: list[Address] = []
         self.ring_error = "the ring's Redis nodes were not started"
         self._redis: Address | None = None
+        self._redis_pid: int | None = None
+        self.ring_pids: list[int] = []
         self._stack = contextlib.ExitStack()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -186,6 +191,7 @@ class TargetSet:
                 raise RuntimeError(self.tools["redis-server"].missing_reason)
             node = self._stack.enter_context(peers.start_redis_server())
             self._redis = node.address
+            self._redis_pid = node.pid
             self.log(f"started a dedicated redis-server on {node.host}:{node.port}")
         if "ring" in self.endpoints:
             self._start_ring_nodes()
@@ -201,6 +207,8 @@ class TargetSet:
                 "twemproxy": self._start_twemproxy, "nexus-1w": self._start_nexus, "nexus-2w": self._start_nexus,
             }
             starters[name](target, wanted)
+            for endpoint_name, endpoint in target.endpoints.items():
+                endpoint.server_pids = self._server_pids(name, endpoint_name)
             for endpoint, reason in target.skipped.items():
                 self.log(f"  {target.label} {endpoint}: skipped: {reason}")
 
@@ -220,6 +228,15 @@ class TargetSet:
             self.ring_error = f"the ring's Redis nodes did not start: {exc}"
             return
         self.ring_servers = [(node.host, node.port) for node in nodes.nodes]
+        self.ring_pids = [node.process.pid for node in nodes.nodes if node.process is not None]
+
+    def _server_pids(self, target: str, endpoint: str) -> list[int]:
+        if endpoint == "postgres":
+            return [self.options.postgres_pid] if self.options.postgres_pid else []
+        if endpoint == "redis":
+            return [self._redis_pid] if self._redis_pid else []
+        # direct goes to one ring node; the proxies spread over all of them.
+        return self.ring_pids[:1] if target == "direct" else list(self.ring_pids)
 
     def _ring_unavailable(self) -> str | None:
         return None if self.ring_servers else self.ring_error

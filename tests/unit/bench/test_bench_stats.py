@@ -87,7 +87,7 @@ def test_bench_report_ratios_to_direct_and_peer():
     assert by_target["haproxy"]["metrics"] == {}
     text = markdown({**report, "run": {"started_at": "t", "duration_s": 1, "settings": {"mode": "quick",
                                                                                            "rounds": 3}}})
-    assert "| pgbench -S, 16 clients | nexus-fast 1 worker | 300 tps | ±10% | 3.000 | 2.73x | 1.50x | 1.50x | 30.0 |" \
+    assert "| pgbench -S, 16 clients | nexus-fast 1 worker | 300 tps | ±10% | 3.000 | 2.73x | 1.50x | 1.50x | 30.0 | n/a |" \
         in text
     assert "failed: pgbench exited with status 2: boom" in text
     assert "| pgbench -S, 16 clients | PgBouncer 200 tps | 1.50x | n/a | 2.73x | 1.50x |" in text
