@@ -5,8 +5,9 @@ job once against every target in turn (A B C A B C ...), so a disturbance of the
 machine) spreads over all targets instead of falling on one, and the rounds of a figure are minutes apart at most.
 
 What is measured per run: the load generator's own figures (throughput, mean/p50/p99 latency), and the target
-process tree's CPU time over the run (``/proc``), divided by the requests completed: the proxy's CPU per request.
-For ``direct`` there is no proxy, so no CPU figure.
+process tree's CPU time over the run (``/proc``), divided by the requests completed: the proxy's CPU per request
+(for ``direct`` there is no proxy, so no such figure); likewise the CPU per request of the servers behind it, when
+the harness started them.
 """
 
 from __future__ import annotations
@@ -284,6 +285,10 @@ def _run_jobs(
             except (PgbenchError, RedisBenchmarkError, RuntimeError, OSError) as exc:
                 results = [Measurement(job.id, scenario.id, name, round_index, {}, error=str(exc))
                            for scenario in job.scenarios]
+            if not results:  # a fresh instance that could not start: already recorded as a skip
+                for scenario in job.scenarios:
+                    progress.step(f"{scenario.id:<20} round {round_index + 1}/{settings.rounds}  {name:<10} "
+                                  "skipped (see the report)")
             for result in results:
                 result.target, result.round = name, round_index
                 measurements.append(result)
@@ -295,10 +300,6 @@ def _run_jobs(
                                   "skipped": target.skipped, "settings": target.settings}
                            for name, target in target_set.targets.items()}
     return measurements, target_settings
-
-
-class Skipped(RuntimeError):
-    """The target could not be started for this job; recorded as a skip, not a failed run."""
 
 
 def _run_fresh(job: Job, name: str, options: TargetOptions, tools: dict[str, ToolStatus], settings: RunSettings,
