@@ -7,7 +7,14 @@ cimport cython
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 
-__all__ = ["Pending", "deliver", "forward_single_key"]
+from collections import deque
+
+from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind
+from nexus_fast.redis.protocol import encode_error
+
+__all__ = ["Pending", "SessionCore", "deliver", "forward_single_key"]
+
+cdef object KIND_SINGLE = Kind.SINGLE
 
 
 @cython.freelist(4096)
@@ -32,6 +39,11 @@ cdef class Pending:
 
 def forward_single_key(object session, list commands, Py_ssize_t i, dict single_key, object lookup, list nodes,
                        object proto):
+    return _forward_single_key(session, commands, i, single_key, lookup, nodes, proto)
+
+
+cdef Py_ssize_t _forward_single_key(object session, list commands, Py_ssize_t i, dict single_key, object lookup,
+                                    list nodes, object proto) except -1:
     cdef object queue = session.queue
     cdef Py_ssize_t count = len(commands)
     cdef Py_ssize_t nargs, first, index
@@ -99,5 +111,120 @@ def deliver(object conn, list replies):
             if conn.node.router.redirect(pending, raw):
                 continue
         pending.reply = raw
-        pending.handler.reply_ready(pending)
+        handler = pending.handler
+        if isinstance(handler, SessionCore):
+            (<SessionCore>handler).reply_ready(pending)
+        else:
+            handler.reply_ready(pending)
     return True
+
+
+cdef class SessionCore:
+    """The per-request half of ``ClientSession`` (see the pure twin's docstring)."""
+
+    cdef public object pool
+    cdef public object router
+    cdef public object parser
+    cdef public object queue
+    cdef public object transport
+    cdef public object txn
+    cdef public object proto
+    cdef public Py_ssize_t max_pending
+    cdef public bint dirty
+    cdef public bint paused
+    cdef public bint write_paused
+    cdef public bint closing
+    cdef public bint authenticated
+    cdef dict __dict__  # ClientSession's own attributes (name, id, ...)
+
+    def __init__(self, pool, parser, Py_ssize_t max_pending, bint authenticated):
+        self.pool = pool
+        self.router = pool.router
+        self.parser = parser
+        self.queue = deque()
+        self.transport = None
+        self.txn = None
+        self.proto = 2
+        self.max_pending = max_pending
+        self.dirty = False
+        self.paused = False
+        self.write_paused = False
+        self.closing = False
+        self.authenticated = authenticated
+
+    def data_received(self, bytes data):
+        self.pool.bytes_in += len(data)
+        cdef object router = self.router
+        cdef list commands = self.parser.feed(data)
+        cdef Py_ssize_t count = len(commands), i = 0
+        cdef object lookup = router.fast_lookup
+        cdef list args
+        cdef object raw, spec
+        if lookup is not None and self.authenticated and self.txn is None:
+            while i < count and not self.closing:
+                i = _forward_single_key(self, commands, i, SINGLE_KEY, lookup, router.fast_nodes, self.proto)
+                if i >= count or self.closing:
+                    break
+                args, raw = commands[i]
+                i += 1
+                self.dispatch(args, raw, router.route)
+                # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
+                if router.fast_lookup is not lookup or not self.authenticated or self.txn is not None:
+                    break
+        while i < count and not self.closing:
+            args, raw = commands[i]
+            i += 1
+            if self.txn is not None:
+                self.queue_in_transaction(args, raw)
+                continue
+            spec = TABLE.get(args[0])
+            if spec is not None and spec.kind == KIND_SINGLE and self.authenticated and spec.arity_ok(len(args)):
+                router.single(self, spec, args, raw, args[spec.first])
+            else:
+                self.dispatch(args, raw, router.route)
+        if self.parser.error is not None and not self.closing:
+            self.reply_now(encode_error(f"ERR Protocol error: {self.parser.error}"))
+            self.closing = True
+        if not self.paused and len(self.queue) >= self.max_pending and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        if router.dirty:
+            router.flush_dirty()
+
+    cpdef reply_now(self, bytes reply):
+        cdef Pending pending = Pending.__new__(Pending)
+        pending.handler = self
+        pending.reply = reply
+        self.queue.append(pending)
+        if not self.dirty:
+            self.dirty = True
+            self.router.dirty.append(self)
+
+    cpdef reply_ready(self, pending):
+        if not self.dirty:
+            self.dirty = True
+            self.router.dirty.append(self)
+
+    cpdef flush(self):
+        self.dirty = False
+        cdef object queue = self.queue
+        cdef list out
+        if not queue or (<Pending?>queue[0]).reply is None:
+            return
+        data = (<Pending?>queue.popleft()).reply
+        if queue and (<Pending?>queue[0]).reply is not None:
+            out = [data]
+            while queue and (<Pending?>queue[0]).reply is not None:
+                out.append((<Pending?>queue.popleft()).reply)
+            data = b"".join(out)
+        transport = self.transport
+        if transport is None:
+            queue.clear()
+            return
+        transport.write(data)
+        if self.paused and len(queue) <= self.max_pending // 2:
+            self.paused = False
+            if not self.write_paused:
+                transport.resume_reading()
+        if self.closing and not queue:
+            transport.close()

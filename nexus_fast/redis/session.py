@@ -10,12 +10,11 @@ socket buffer is full, is not read until it drains.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING
 
 from nexus_fast.redis import protocol
-from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind, is_blocking_call, keys_of, lookup
-from nexus_fast.redis.connection import Pending, forward_single_key
+from nexus_fast.redis.commands import Kind, is_blocking_call, keys_of, lookup
+from nexus_fast.redis.connection import SessionCore
 from nexus_fast.redis.protocol import RequestParser, encode_error
 
 if TYPE_CHECKING:
@@ -25,23 +24,14 @@ _NO_AUTH_NEEDED = {"auth", "hello", "quit", "ping"}
 QUEUED = b"+QUEUED\r\n"
 
 
-class ClientSession(asyncio.Protocol):
+class ClientSession(SessionCore, asyncio.Protocol):
+    """``SessionCore`` (native/forward.pyx, or its twin) carries the per-request work: ``data_received``,
+    ``reply_now``, ``reply_ready``, ``flush``; this class adds the protocol's general path."""
+
     def __init__(self, pool: RedisPool) -> None:
-        self.pool = pool
-        self.router = pool.router
-        self.parser = RequestParser()
-        self.queue: deque[Pending] = deque()
-        self.transport: asyncio.Transport | None = None
-        self.proto = 2
-        self.dirty = False
-        self.paused = False
-        self.write_paused = False
-        self.closing = False
-        self.authenticated = not pool.auth_required
+        SessionCore.__init__(self, pool, RequestParser(), pool.config.max_pending_replies, not pool.auth_required)
         self.name = b""
         self.id = pool.next_client_id()
-        self.max_pending = pool.config.max_pending_replies
-        self.txn: list[tuple[list[bytes], bytes]] | None = None  # MULTI..EXEC: (keys, wire bytes) per command
         self.txn_failed = False  # a command was refused while queueing: EXEC answers EXECABORT, as Redis does
 
     # -- asyncio.Protocol
@@ -63,47 +53,6 @@ class ClientSession(asyncio.Protocol):
         self.write_paused = False
         if self.transport is not None and not self.paused:
             self.transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        self.pool.bytes_in += len(data)
-        router = self.router
-        commands = self.parser.feed(data)
-        count = len(commands)
-        i = 0
-        lookup = router.fast_lookup
-        if lookup is not None and self.authenticated and self.txn is None:
-            # The hot path (native/forward.pyx): plain single-key commands go straight to their node's pipelined
-            # connection; the first one that is not comes back here, goes the general way, and the loop resumes.
-            single_key = SINGLE_KEY
-            while i < count and not self.closing:
-                i = forward_single_key(self, commands, i, single_key, lookup, router.fast_nodes, self.proto)
-                if i >= count or self.closing:
-                    break
-                args, raw = commands[i]
-                i += 1
-                self.dispatch(args, raw, router.route)
-                # dispatch may have changed the protocol (HELLO), the login (RESET) or the topology
-                if router.fast_lookup is not lookup or not self.authenticated or self.txn is not None:
-                    break
-        while i < count and not self.closing:
-            args, raw = commands[i]
-            i += 1
-            if self.txn is not None:
-                self.queue_in_transaction(args, raw)
-                continue
-            spec = TABLE.get(args[0])
-            if spec is not None and spec.kind == Kind.SINGLE and self.authenticated and spec.arity_ok(len(args)):
-                router.single(self, spec, args, raw, args[spec.first])
-            else:
-                self.dispatch(args, raw, router.route)
-        if self.parser.error is not None and not self.closing:
-            self.reply_now(encode_error(f"ERR Protocol error: {self.parser.error}"))
-            self.closing = True
-        if not self.paused and len(self.queue) >= self.max_pending and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        if router.dirty:
-            router.flush_dirty()
 
     # -- dispatch of everything but the hot path
     def dispatch(self, args: list[bytes], raw: bytes, route) -> None:  # type: ignore[no-untyped-def]
@@ -270,40 +219,3 @@ class ClientSession(asyncio.Protocol):
         info = {"server": "redis", "version": "7.0.0", "proto": proto, "id": self.id,
                 "mode": "cluster" if self.router.cluster_mode else "standalone", "role": "master", "modules": []}
         self.reply_now(protocol.encode_value(info, resp3=proto == 3))
-
-    # -- replies
-    def reply_now(self, reply: bytes) -> None:
-        pending = Pending(None, self)
-        pending.reply = reply
-        self.queue.append(pending)
-        if not self.dirty:
-            self.dirty = True
-            self.router.dirty.append(self)
-
-    def reply_ready(self, pending: Pending) -> None:
-        if not self.dirty:
-            self.dirty = True
-            self.router.dirty.append(self)
-
-    def flush(self) -> None:
-        self.dirty = False
-        queue = self.queue
-        if not queue or queue[0].reply is None:
-            return
-        data = queue.popleft().reply
-        if queue and queue[0].reply is not None:
-            out = [data]
-            while queue and queue[0].reply is not None:
-                out.append(queue.popleft().reply)
-            data = b"".join(out)  # type: ignore[arg-type]
-        transport = self.transport
-        if transport is None:
-            queue.clear()
-            return
-        transport.write(data)  # type: ignore[arg-type]
-        if self.paused and len(queue) <= self.max_pending // 2:
-            self.paused = False
-            if not self.write_paused:
-                transport.resume_reading()
-        if self.closing and not queue:
-            transport.close()

@@ -145,3 +145,67 @@ async def test_sends_join_the_open_connection_and_its_next_coalesced_write(forwa
     for node in router.nodes:
         node.close()
         await node.wait_closed()
+
+
+class ClientTransport(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+        self.closed = False
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_session_core_forwards_answers_in_order_and_applies_backpressure(forward, monkeypatch):
+    import asyncio
+
+    from nexus_fast.redis import connection
+    from nexus_fast.redis.config import RedisPoolConfig
+    from nexus_fast.redis.router import RingRouter
+
+    monkeypatch.setattr(connection, "Pending", forward.Pending)
+    monkeypatch.setattr(connection, "deliver", forward.deliver)
+    router = RingRouter("p", RedisPoolConfig(servers=["127.0.0.1:1:1 a"]))
+    node = router.nodes[0]
+    conn = connection.ServerConnection(node, 2, redirects=False)
+    conn.transport = Transport()  # type: ignore[assignment]
+    node.conns[2][0] = conn
+    pool = type("Pool", (), {"router": router, "bytes_in": 0})()
+
+    class Session(forward.SessionCore):
+        def __init__(self) -> None:
+            forward.SessionCore.__init__(self, pool, RequestParser(), 16, True)
+            self.general: list = []
+
+        def dispatch(self, args, raw, route) -> None:  # the general path: here, answer PING like the proxy
+            self.general.append(args[0])
+            self.reply_now(b"+PONG\r\n")
+
+    session = Session()
+    session.transport = ClientTransport()
+    session.data_received(b"GET a\r\nPING\r\nGET b\r\n")
+    assert session.general == [b"PING"] and len(conn.queue) == 2 and len(session.queue) == 3
+    assert pool.bytes_in == 20
+    assert session.transport.written == []  # PING's answer waits behind GET a's reply: order is the client's
+    await asyncio.sleep(0)
+    conn.data_received(b"$1\r\nx\r\n")
+    assert session.transport.written == [b"$1\r\nx\r\n+PONG\r\n"]  # both, in one write
+    conn.data_received(b"$-1\r\n")
+    assert session.transport.written[-1] == b"$-1\r\n" and not session.queue
+
+    session.data_received(b"GET k\r\n" * 16)  # max_pending replies outstanding: stop reading the client
+    assert not session.transport.reading and session.paused
+    await asyncio.sleep(0)
+    conn.data_received(b"$1\r\nv\r\n" * 8)  # down to half: read again
+    assert session.transport.reading and not session.paused
+    conn.data_received(b"$1\r\nv\r\n" * 8)
+    assert not session.queue
+    node.close()
+    await node.wait_closed()
