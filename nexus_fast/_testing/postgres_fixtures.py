@@ -93,7 +93,12 @@ async def psql(port: int, database: str, sql: str, user: str = "postgres", *args
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()  # never leave a child behind: the event loop could not close while it runs
+        await proc.wait()
+        raise
     return proc.returncode or 0, out.decode(), err.decode()
 
 
