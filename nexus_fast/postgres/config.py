@@ -173,7 +173,7 @@ class PostgresConfig(Section):
 
     # --- read/write routing (nexus_fast.postgres.router)
     read_only_functions: list[str] = Field(default_factory=list, description="Functions known not to write, for every database (\"f\" or \"schema.f\"); other non-built-in functions keep a SELECT on the primary.")
-    replica_check_interval: Duration = Field(1.0, description="How often each replica's health and replay lag are polled (as auth_user, else the database's forced user, else postgres).")
+    replica_check_interval: Duration = Field(1.0, description="How often each replica's health and replay lag are polled (logging in as the health probes do: the database's forced user, else auth_user, else the first configured user, else postgres).")
     replica_check_timeout: Duration = Field(2.0, description="A replica (or primary) probe slower than this counts as a failed health check.")
 
     databases: dict[str, DatabaseEntry] = Field(default_factory=dict, description="Databases clients may connect to, keyed by the name they use; '*' is a wildcard fallback.")

@@ -499,13 +499,42 @@ class Router:
         if monitor is not None:
             await monitor.close()
 
+    def monitor_login(self) -> tuple[str, str | None]:
+        """The login the replica monitor uses: the one the plane's health probes use, with a plain password.
+
+        The user is the database's forced ``user``, else ``auth_user``, else the first ``[postgres.users]`` entry,
+        else ``postgres``; the password is the plain one configured for that user (``password`` of the database,
+        ``auth_password``, the user's entry, or the ``auth_file`` line). md5 and SCRAM secrets cannot log in.
+        """
+        cfg, entry = self.config, self.entry
+        if entry.user:
+            return entry.user, entry.password.get_secret_value() if entry.password is not None else None
+        user = cfg.auth_user or next(iter(cfg.users), "postgres")
+        if cfg.auth_user and cfg.auth_password is not None:
+            return user, cfg.auth_password.get_secret_value()
+        candidates: list[str] = []
+        configured = cfg.users.get(user)
+        if configured is not None and configured.password is not None:
+            candidates.append(configured.password.get_secret_value())
+        if cfg.auth_file:
+            try:
+                from nexus_fast.postgres.auth import load_auth_file
+
+                found = load_auth_file(cfg.auth_file).get(user)
+            except (OSError, ValueError):
+                found = None
+            if found is not None:
+                candidates.append(found)
+        for secret in candidates:
+            if not secret.startswith(("md5", "SCRAM-SHA-256$")):
+                return user, secret or None
+        return user, None
+
     async def _connect(self, server_index: int) -> Any:
         import asyncpg
 
         server = self.servers[server_index]
-        user = self.config.auth_user or self.entry.user or "postgres"
-        secret = self.config.auth_password if self.config.auth_user else self.entry.password
-        password = secret.get_secret_value() if secret is not None else None
+        user, password = self.monitor_login()
         ssl: Any = False if self.config.server_tls_sslmode in ("disable", "allow") else self.config.server_tls_sslmode
         return await asyncpg.connect(
             host=server.host, port=server.port, user=user, password=password,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -390,3 +391,19 @@ def test_weight_zero_replica_takes_no_reads() -> None:
     pg = PostgresConfig.model_validate({"databases": {"app": {"servers": servers}}})
     router = Router("app", pg.databases["app"], pg, clock=Clock())
     assert {router.route("SELECT 1", client()).server_index for _ in range(5)} == {2}
+
+
+def test_monitor_login_follows_the_plane_probes(tmp_path: Any) -> None:
+    def router(**pg: Any) -> Router:
+        db = pg.pop("db", {})
+        config = PostgresConfig.model_validate({**pg, "databases": {"app": db}})
+        return Router("app", config.databases["app"], config, clock=Clock())
+
+    assert router().monitor_login() == ("postgres", None)
+    assert router(db={"user": "svc", "password": "pw"}).monitor_login() == ("svc", "pw")
+    assert router(auth_user="auth", auth_password="apw").monitor_login() == ("auth", "apw")
+    assert router(users={"alice": {"password": "plain"}}).monitor_login() == ("alice", "plain")
+    assert router(users={"alice": {"password": "md5" + "0" * 32}}).monitor_login() == ("alice", None)
+    userlist = tmp_path / "userlist.txt"
+    userlist.write_text('"auth" "from-file"\n')
+    assert router(auth_user="auth", auth_file=str(userlist)).monitor_login() == ("auth", "from-file")
