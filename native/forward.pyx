@@ -108,7 +108,7 @@ def deliver(object conn, list replies):
             return False
         pending = <Pending?>queue.popleft()
         if redirects and raw[:1] == b"-" and (raw[:7] == b"-MOVED " or raw[:5] == b"-ASK "):
-            if conn.node.router.redirect(pending, raw):
+            if conn.node.router.redirect(pending, raw, conn.proto):
                 continue
         pending.reply = raw
         handler = pending.handler

@@ -75,7 +75,7 @@ def deliver(conn: Any, replies: list[bytes]) -> bool:
             return False
         pending = queue.popleft()
         if redirects and raw[:1] == b"-" and (raw[:7] == b"-MOVED " or raw[:5] == b"-ASK "):
-            if conn.node.router.redirect(pending, raw):
+            if conn.node.router.redirect(pending, raw, conn.proto):
                 continue
         pending.reply = raw
         pending.handler.reply_ready(pending)

@@ -275,7 +275,7 @@ class Router:
     def topology_changed(self) -> None:
         pass
 
-    def redirect(self, pending: Pending, reply: bytes) -> bool:
+    def redirect(self, pending: Pending, reply: bytes, proto: int = 2) -> bool:
         return False
 
     def flush_dirty(self) -> None:
@@ -619,7 +619,8 @@ class ClusterRouter(Router):
             return
         node.send(pending, proto)
 
-    def redirect(self, pending: Pending, reply: bytes) -> bool:
+    def redirect(self, pending: Pending, reply: bytes, proto: int = 2) -> bool:
+        """Follow a redirect over a connection of the same RESP version (``proto``) as the one that got it."""
         # "-MOVED <slot> <host>:<port>" / "-ASK <slot> <host>:<port>" (cluster spec, "Redirection and resharding")
         parts = reply[1:-2].split(b" ")
         if len(parts) != 3 or pending.attempts >= MAX_REDIRECTS or pending.request is None:
@@ -630,9 +631,9 @@ class ClusterRouter(Router):
         if parts[0] == b"MOVED":
             self.slots[int(parts[1])] = node
             self.schedule_refresh()
-            node.send(pending)
+            node.send(pending, proto)
         else:
-            conn = node.connection()
+            conn = node.connection(proto)
             node.requests += 1
             conn.send(Pending(ASKING, Discard()))
             conn.send(pending)

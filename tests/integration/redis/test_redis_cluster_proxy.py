@@ -116,3 +116,24 @@ async def test_cluster_transaction_on_one_slot(redis_cluster):
             assert await client.get("{order:7}:state") == b"paid"
         finally:
             await client.aclose()
+
+
+async def test_resp3_client_keeps_resp3_across_moved(redis_cluster):
+    """A redirect is followed over a connection of the client's RESP version: a RESP3 client asking HGETALL through
+    a scrambled slot map still gets a map (%), not RESP2's flat array."""
+    pool = {"mode": "cluster", "servers": redis_cluster.seeds(), "cluster_refresh_interval": "30s"}
+    async with run_proxy(pool) as (plane, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"HELLO 3\r\nHSET {h}:1 f v\r\n")
+            assert (await asyncio.wait_for(reader.readuntil(b"modules\r\n*0\r\n"), 2)).startswith(b"%")
+            assert await asyncio.wait_for(reader.readline(), 2) == b":1\r\n"
+            router = plane.pools["cache"].router
+            masters = list({id(n): n for n in router.slots if n is not None}.values())
+            router.slots = [masters[(masters.index(n) + 1) % 3] if n is not None else None for n in router.slots]
+            writer.write(b"HGETALL {h}:1\r\n")
+            reply = await asyncio.wait_for(reader.readexactly(len(b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n")), 2)
+            assert reply == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+        finally:
+            writer.close()
+            await writer.wait_closed()

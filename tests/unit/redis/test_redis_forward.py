@@ -64,7 +64,8 @@ class Router:
     def __init__(self) -> None:
         self.redirected: list = []
 
-    def redirect(self, pending, raw: bytes) -> bool:
+    def redirect(self, pending, raw: bytes, proto: int) -> bool:
+        assert proto == 3  # followed over a connection of the client's RESP version
         self.redirected.append(raw)
         return raw.startswith(b"-MOVED")
 
@@ -73,6 +74,7 @@ class Conn:
     def __init__(self, redirects: bool) -> None:
         self.queue: deque = deque()
         self.redirects = redirects
+        self.proto = 3
         self.node = type("N", (), {"address": "127.0.0.1:7000", "router": Router()})()
         self.aborted: list = []
 
