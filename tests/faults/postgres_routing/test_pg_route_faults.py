@@ -99,3 +99,51 @@ async def test_all_replicas_out_means_reads_on_the_primary_without_errors(pg_clu
         finally:
             reader.stop()
             await task
+
+
+async def test_primary_down_reads_continue_on_the_replica_and_writes_fail_fast(pg_cluster: PostgresCluster) -> None:
+    async with running_plane(routed_section(pg_cluster)) as plane:
+        reader = Reader(plane.port)
+        task = asyncio.create_task(reader.run())
+        try:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(pg_cluster.primary.stop, "immediate")
+            down_at = time.monotonic()
+            await asyncio.sleep(1.5)
+            # the replica still answers reads (its lag is judged from what it received, the primary being gone)
+            assert set(reader.since(down_at)) == {"replica"}
+            writer = await psycopg.AsyncConnection.connect(
+                f"host=127.0.0.1 port={plane.port} user=postgres dbname=postgres connect_timeout=5", autocommit=True)
+            try:
+                started = time.monotonic()
+                with pytest.raises(psycopg.OperationalError):
+                    await writer.execute("CREATE TABLE IF NOT EXISTS during_outage (x int)")
+                assert time.monotonic() - started < 5.0  # an error, not a hang
+            finally:
+                await writer.close()
+            await asyncio.to_thread(pg_cluster.primary.start)
+            assert await _write_works_within(plane.port, 5.0)  # the pool reconnects to the restarted primary
+            assert reader.log[-1][1] == "replica"
+        finally:
+            reader.stop()
+            await task
+
+
+async def _write_works_within(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=3", autocommit=True)
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS after_outage (x int)")
+            cur = await conn.execute("INSERT INTO after_outage VALUES (1) RETURNING pg_is_in_recovery()")
+            return await cur.fetchone() == (False,)
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+    return False
