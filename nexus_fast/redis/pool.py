@@ -120,6 +120,8 @@ class Node:
     def setup_failed(self, what: str, message: str) -> None:
         log.error("redis node %s refused %s: %s", self.address, what, message)
         self.last_error = f"{what} refused: {message}"
+        if what == "CLIENT TRACKING":
+            self.router.near_cache_unavailable(f"{self.address} refused CLIENT TRACKING: {message}")
 
     # -- health
     def record_failure(self, reason: str) -> None:

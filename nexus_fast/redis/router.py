@@ -312,6 +312,14 @@ class Router:
         else:
             self.any_node(session, raw, spec)
 
+    def near_cache_unavailable(self, reason: str) -> None:
+        """A node will not push invalidations (ACL without CLIENT, no RESP3): the near-cache is switched off for
+        good. Nothing from that node was cached yet: its GET replies come after its CLIENT TRACKING answer."""
+        if self.near is not None:
+            log.error("redis pool %s: near-cache off: %s", self.pool_name, reason)
+            self.near.clear()
+            self.near = None
+
     def push(self, raw: bytes) -> None:
         """A RESP3 push from a node: tracking invalidations feed the near-cache; nothing else is expected."""
         if self.near is None or not self.near.push(raw):

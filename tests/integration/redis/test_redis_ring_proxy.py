@@ -438,3 +438,31 @@ async def test_all_nodes_ejected_answers_no_live_node(nodes):
                 await asyncio.wait_for(client.get("k"), 2)
         finally:
             await client.aclose()
+
+
+async def test_near_cache_switches_off_when_a_node_refuses_tracking(nodes):
+    """Without invalidations a near-cache would serve stale values forever: a node whose ACL forbids CLIENT turns
+    it off, and GETs keep reaching the nodes."""
+    for node in nodes.nodes:
+        node.cli("acl", "setuser", "notrack", "on", ">pw", "~*", "+@all", "-client")
+    try:
+        pool = {"servers": nodes.servers(), "hash": HASH, "near_cache": True, "backend_username": "notrack",
+                "backend_password": "pw"}
+        async with run_proxy(pool) as (plane, port):
+            router = plane.pools["cache"].router
+            client = aioredis.Redis(port=port)
+            try:
+                assert await client.set("nt:1", "a") is True
+                assert await client.get("nt:1") == b"a"
+                for _ in range(50):
+                    if router.near is None:
+                        break
+                    await asyncio.sleep(0.01)
+                assert router.near is None
+                nodes[router.ring.lookup(b"nt:1")].cli("set", "nt:1", "b")
+                assert await client.get("nt:1") == b"b"  # read from the node, not from a stale copy
+            finally:
+                await client.aclose()
+    finally:
+        for node in nodes.nodes:
+            node.cli("acl", "deluser", "notrack")
