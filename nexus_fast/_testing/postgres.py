@@ -106,6 +106,8 @@ _BASE_SETTINGS = {
     # Make replay-lag tests quick: the standby reports its position often and the primary writes WAL promptly.
     "wal_receiver_status_interval": "'1s'",
     "wal_writer_delay": "'10ms'",
+    # A standby whose primary restarted reconnects after this (PostgreSQL's default is 5 s).
+    "wal_retrieve_retry_interval": "'500ms'",
     "logging_collector": "off",
     "log_min_messages": "warning",
     "timezone": "'UTC'",

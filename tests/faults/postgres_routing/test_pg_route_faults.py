@@ -123,6 +123,11 @@ async def test_primary_down_reads_continue_on_the_replica_and_writes_fail_fast(p
                 await writer.close()
             await asyncio.to_thread(pg_cluster.primary.start)
             assert await _write_works_within(plane.port, 5.0)  # the pool reconnects to the restarted primary
+            # That write reaches the standby once its WAL receiver reconnects; until then the standby is behind by
+            # more than max_replica_lag and reads go to the primary. Then they return to the replica.
+            deadline = time.monotonic() + 8.0
+            while time.monotonic() < deadline and reader.log[-1][1] != "replica":
+                await asyncio.sleep(0.1)
             assert reader.log[-1][1] == "replica"
         finally:
             reader.stop()
