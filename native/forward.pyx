@@ -79,11 +79,12 @@ cdef Py_ssize_t _forward_single_key(object session, list commands, Py_ssize_t i,
 
 
 cdef inline void _send(object node, Pending pending, object proto) except *:
-    """``node.send(pending, proto)`` for the common case, without two Python frames: the node's first connection
-    for ``proto`` is open, so the request joins its FIFO and its next coalesced write exactly as
+    """``node.send(pending, proto)`` for the common case, without two Python frames: the node has one connection
+    for ``proto`` and it is open, so the request joins its FIFO and its next coalesced write exactly as
     ``ServerConnection.send`` does; anything else (no connection yet, a closed one) goes through ``node.send``."""
-    cdef object conn = node.conns[proto][0]
-    if conn is None or conn.closed:
+    cdef list conns = node.conns[proto]
+    cdef object conn = conns[0]
+    if conn is None or conn.closed or len(conns) != 1:  # several connections: Node.send picks the client's
         node.send(pending, proto)
         return
     node.requests += 1

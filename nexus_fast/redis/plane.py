@@ -90,7 +90,8 @@ class RedisPool:
         self.address = sock.getsockname()[:2]
         if self.config.preconnect:
             for node in self.router.nodes:
-                node.connection()
+                for i in range(self.config.server_connections):
+                    node.connection(2, i)
         self._task = loop.create_task(self._background())
 
     def stop_accepting(self) -> None:

@@ -23,6 +23,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("nexus_fast.redis")
 
 
+def affinity(pending: Pending) -> int:
+    """Which of a node's ``server_connections`` a request takes: its client's, always the same one, so a client's
+    commands keep their order (Redis orders per connection). Helpers (merge, fan-out, fallback...) lead back to the
+    client through ``.session``; the proxy's own requests take connection 0."""
+    owner = pending.handler
+    for _ in range(4):
+        client_id = getattr(owner, "id", None)
+        if isinstance(client_id, int):
+            return client_id
+        owner = getattr(owner, "session", None)
+        if owner is None:
+            break
+    return 0
+
+
 class Node:
     def __init__(self, router: Any, config: RedisPoolConfig, host: str, port: int, name: str, weight: int = 1,
                  replica: bool = False) -> None:
@@ -58,9 +73,12 @@ class Node:
         return f"Node({self.name} {self.address}{' ejected' if self.ejected else ''})"
 
     # -- forwarding
-    def send(self, pending: Pending, proto: int = 2, hint: int = 0) -> None:
+    def send(self, pending: Pending, proto: int = 2, hint: int | None = None) -> None:
         conns = self.conns[proto]
-        i = hint % len(conns)
+        if len(conns) == 1:
+            i = 0
+        else:
+            i = (affinity(pending) if hint is None else hint) % len(conns)
         conn = conns[i]
         if conn is None or conn.closed:
             conn = self._open(proto, i)

@@ -23,7 +23,7 @@ from nexus_fast.redis import protocol
 from nexus_fast.redis.commands import READS_VALUE, VALUE_POSITIONS, CommandSpec, Kind, keys_of
 from nexus_fast.redis.connection import Discard, Pending
 from nexus_fast.redis.nearcache import NearCache
-from nexus_fast.redis.pool import Node
+from nexus_fast.redis.pool import Node, affinity
 from nexus_fast.redis.protocol import encode_command, encode_error
 
 if TYPE_CHECKING:
@@ -434,7 +434,7 @@ class Router:
         if node is None:
             session.reply_now(NO_NODE)
             return
-        conn = node.connection(session.proto)
+        conn = node.connection(session.proto, session.id)
         drop = Discard()
         parts = [Pending(MULTI, drop)] + [Pending(raw, drop) for _, raw in txn]
         parent = Pending(EXEC, session)
@@ -641,7 +641,7 @@ class ClusterRouter(Router):
             self.schedule_refresh()
             node.send(pending, proto)
         else:
-            conn = node.connection(proto)
+            conn = node.connection(proto, affinity(pending))
             node.requests += 1
             conn.send(Pending(ASKING, Discard()))
             conn.send(pending)

@@ -372,7 +372,7 @@ async def test_near_cache_served_from_memory_and_invalidated_by_tracking(nodes):
     async with run_proxy(pool) as (plane, port):
         near = plane.pools["cache"].router.near
         ring = plane.pools["cache"].router.ring
-        client = aioredis.Redis(port=port)
+        client = aioredis.Redis(port=port, protocol=2)  # RESP2: the proxy answers from its RESP3 connection
         try:
             assert await client.set("nc:1", "one") is True
             assert await client.get("nc:1") == b"one"  # miss: fetched over the tracked connection, kept
@@ -466,3 +466,28 @@ async def test_near_cache_switches_off_when_a_node_refuses_tracking(nodes):
     finally:
         for node in nodes.nodes:
             node.cli("acl", "deluser", "notrack")
+
+
+async def test_server_connections_spread_clients_and_keep_each_clients_order(nodes):
+    pool = {"servers": nodes.servers()[:1], "server_connections": 3, "preconnect": True}
+    async with run_proxy(pool) as (plane, port):
+        node = plane.pools["cache"].router.nodes[0]
+
+        async def client_run(n: int) -> None:
+            client = aioredis.Redis(port=port)
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for _ in range(50):
+                        pipe.incr(f"sc:{n}")
+                    pipe.mget([f"sc:{n}", "sc:none"])  # the split path takes the client's connection too
+                    pipe.incr(f"sc:{n}")
+                    results = await pipe.execute()
+                assert results[:50] == list(range(1, 51)) and results[50] == [b"50", None] and results[51] == 51
+            finally:
+                await client.aclose()
+
+        await asyncio.gather(*(client_run(n) for n in range(6)))
+        # redis-py 8 speaks RESP3 (HELLO 3), so its commands travel the node's RESP3 connections
+        used = [c for conns in node.conns.values() for c in conns if c is not None and c.written > 0]
+        assert len(used) == 3  # six clients over the three connections
+        assert sum(c.written for c in used) == 6 * 52 + 3  # and each connection's own HELLO 3
