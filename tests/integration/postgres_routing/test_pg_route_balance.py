@@ -54,7 +54,7 @@ async def test_least_connections_avoids_the_busy_standby(two_standbys: PostgresC
     async with running_plane(routed_section(two_standbys, load_balancing="least_connections")) as plane:
         busy, other = await _connect(plane.port), await _connect(plane.port)
         try:
-            slow = asyncio.create_task(_port_of(busy, "SELECT pg_sleep(1.0), inet_server_port()"))
+            slow = asyncio.create_task(_port_of(busy, "SELECT pg_sleep(2.0), inet_server_port()"))
             await asyncio.sleep(0.3)
             ports = {await _port_of(other) for _ in range(4)}
             busy_port = await slow
