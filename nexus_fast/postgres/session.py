@@ -664,6 +664,21 @@ class ClientSession(asyncio.Protocol):
             on_error = getattr(router, "on_server_error", None)
             if on_error is not None and exc is not None and exc.sqlstate != "08P01":
                 on_error(index, str(exc))
+                # Nothing reached any server yet: a read meant for a replica that cannot be reached is routed
+                # again (the router has banned that replica); writes went to the primary and are not retried.
+                decision = self._decision
+                if decision is not None and decision.role == "replica" and self.state == READY:
+                    try:
+                        again = router.route(self._first_sql(self.inbuf, len(self.inbuf)), self.route_state)
+                    except Exception:
+                        again = None
+                    if again is not None and again.server_index != index and not getattr(again, "error", None):
+                        self._decision = again
+                        self.waiting = True
+                        new_index, new_pool = again.server_index, self._pool(again.server_index)
+                        self._waiter = (new_pool, new_pool.request(
+                            lambda conn, err: self._on_server_lent(new_index, new_pool, conn, err)))
+                        return
             self.fatal(str(exc) if exc else "no server connection", exc.sqlstate if exc else "08006")
             return
         if self.state == CLOSED:

@@ -294,3 +294,41 @@ async def test_max_user_connections(make_plane):
     finally:
         await a.close()
         await b.close()
+
+
+class _ReplicaFirstRouter:
+    """Routes reads to the replica until told it failed (the real router's ban), then to the primary."""
+
+    def __init__(self) -> None:
+        self.failed: list[int] = []
+
+    def route(self, sql, client_state):
+        from nexus_fast.postgres.route import RouteDecision
+
+        if sql.lstrip().upper().startswith("SELECT") and 1 not in self.failed:
+            return RouteDecision("replica", 1)
+        return RouteDecision("primary", 0)
+
+    def on_server_error(self, server_index, reason):
+        self.failed.append(server_index)
+
+
+async def test_read_rerouted_when_replica_unreachable(make_plane):
+    from nexus_fast._testing.ports import free_port
+
+    plane = await make_plane(
+        connect_retries=0,
+        databases={DB: {"servers": [{"port": 5432, "role": "primary"}, {"port": free_port(), "role": "replica"}]}},
+    )
+    router = _ReplicaFirstRouter()
+    await plane.routers[DB].close()  # stop the real router's replica monitor before replacing it
+    plane.routers[DB] = router
+    conn = await asyncpg.connect(_dsn(plane))
+    try:
+        start = time.monotonic()
+        for _ in range(3):
+            assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
+        assert time.monotonic() - start < 5
+        assert router.failed == [1]  # the replica was tried once, then the read went to the primary
+    finally:
+        await conn.close()
