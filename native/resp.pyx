@@ -186,10 +186,12 @@ cdef class ReplyScanner:
     cdef int _depth
     cdef readonly long long max_bulk
     cdef public long long errors
+    cdef public long long pushes
 
     def __init__(self, long long max_bulk=MAX_BULK_LENGTH):
         self.max_bulk = max_bulk
         self.errors = 0
+        self.pushes = 0
         self.error = None
         self._buf = b""
         self._pos = 0
@@ -260,6 +262,8 @@ cdef class ReplyScanner:
             if self._depth == 0:
                 if p[start] == b'-' or p[start] == b'!':
                     self.errors += 1
+                elif p[start] == b'>':
+                    self.pushes += 1
                 out.append(PyBytes_FromStringAndSize(p + start, pos - start))
                 start = pos
         if start >= n:

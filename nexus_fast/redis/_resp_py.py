@@ -226,6 +226,7 @@ class ReplyScanner:
         self._pos = 0  # scan position inside _buf (the reply in progress starts at 0)
         self._stack: list[int] = []
         self.errors = 0  # top-level error replies (-ERR..., RESP3 !blob) framed so far: the node's error counter
+        self.pushes = 0  # top-level RESP3 pushes (">"): out-of-band messages that answer no request
 
     def pending(self) -> int:
         return len(self._buf)
@@ -288,6 +289,8 @@ class ReplyScanner:
             if not stack:
                 if buf[start] == 0x2D or buf[start] == 0x21:  # "-" or "!"
                     self.errors += 1
+                elif buf[start] == 0x3E:  # ">"
+                    self.pushes += 1
                 out.append(buf[start:pos])
                 start = pos
         self._buf = buf[start:]

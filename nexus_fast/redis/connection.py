@@ -62,7 +62,7 @@ class ServerConnection(asyncio.Protocol):
     observation per batch."""
 
     __slots__ = ("_loop", "answered", "batches", "closed", "errors_seen", "flush_scheduled", "last_progress", "node",
-                 "out", "proto", "queue", "redirects", "scanner", "transport", "written")
+                 "out", "proto", "pushes_seen", "queue", "redirects", "scanner", "transport", "written")
 
     def __init__(self, node: Node, proto: int, redirects: bool) -> None:
         self.node = node
@@ -80,6 +80,7 @@ class ServerConnection(asyncio.Protocol):
         self.answered = 0  # replies read on it
         self.batches: deque[tuple[int, int, float]] = deque()  # (written after the write, its size, its time)
         self.errors_seen = 0
+        self.pushes_seen = 0
 
     # -- requests out
     # native/forward.pyx ``_send`` repeats this method (and Node.send) for the hot path: keep them in step.
@@ -135,8 +136,9 @@ class ServerConnection(asyncio.Protocol):
         if scanner.errors != self.errors_seen:
             node.error_replies += scanner.errors - self.errors_seen
             self.errors_seen = scanner.errors
-        if self.proto == 3 and any(r[:1] == b">" for r in replies):
+        if scanner.pushes != self.pushes_seen:
             # RESP3 pushes (tracking invalidations) travel between replies and answer no request
+            self.pushes_seen = scanner.pushes
             pushes = [r for r in replies if r[:1] == b">"]
             replies = [r for r in replies if r[:1] != b">"]
             for raw in pushes:

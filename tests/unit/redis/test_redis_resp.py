@@ -112,6 +112,7 @@ def test_replies_resumable_byte_by_byte(resp):
         got += scanner.feed(stream[i:i + 1])
     assert got == REPLIES and scanner.pending() == 0
     assert scanner.errors == 2  # "-ERR bad" and RESP3 "!5 ERROR", however the bytes arrived
+    assert scanner.pushes == 1  # ">2 message x"
 
 
 def test_error_replies_counted_at_top_level_only(resp):
