@@ -93,6 +93,7 @@ class PostgresPlane:
         self._m_bytes = metrics.gauge("nexus_postgres_pool_bytes", "Bytes relayed per pool and direction (cumulative).", ["database", "user", "server", "direction"])
         self._m_counts = metrics.gauge("nexus_postgres_pool_total", "Cumulative per-pool counts (PgBouncer SHOW STATS).", ["database", "user", "server", "what"])
         metrics.registry.register(_PoolHistograms(self))
+        self._m_pool_clients = metrics.gauge("nexus_postgres_pool_clients", "Clients per pool: linked to a server (active) or queued for one (waiting).", ["database", "user", "server", "state"])
         self._m_waiting = metrics.gauge("nexus_postgres_clients_waiting", "Clients waiting for a server connection.", ["database", "user", "server"])
 
     def _apply(self, cfg: PostgresConfig) -> None:
@@ -430,9 +431,24 @@ class PostgresPlane:
         self._m_clients.labels("active").set(active)
         self._m_clients.labels("waiting").set(waiting)
         self._m_clients.labels("idle").set(len(self.sessions) - active - waiting)
-        for pool in self.pools.values():
+        # PgBouncer's cl_active: clients linked to a server, or logged in and idle (counted on the primary pool).
+        linked: dict[int, int] = {}
+        for session in self.sessions:
+            pool: Pool | None
+            if session.server is not None and session.server_pool is not None:
+                pool = session.server_pool
+            elif not session.waiting and session.pools:
+                pool = session.pools.get(self.login_info(session.database, session.user)[2])
+            else:
+                pool = None
+            if pool is not None:
+                linked[id(pool)] = linked.get(id(pool), 0) + 1
+        for pool in list(self.pools.values()):
             st = pool.refresh_stats()
+            st.cl_active = linked.get(id(pool), 0)
             labels = (pool.name, pool.user, st.server)
+            self._m_pool_clients.labels(*labels, "active").set(st.cl_active)
+            self._m_pool_clients.labels(*labels, "waiting").set(st.cl_waiting)
             self._m_servers.labels(*labels, "active").set(st.sv_active)
             self._m_servers.labels(*labels, "idle").set(st.sv_idle)
             self._m_servers.labels(*labels, "login").set(st.sv_login)

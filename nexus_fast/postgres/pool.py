@@ -14,7 +14,8 @@ backoff and full jitter (AWS architecture blog, "Exponential Backoff And Jitter"
 ``PoolStats`` is what the admin console (SHOW POOLS / STATS) and /metrics read; its field names are PgBouncer's
 SHOW POOLS / SHOW STATS column names:
 
-  - ``cl_active`` clients linked to a server or idle; ``cl_waiting`` clients waiting for a server;
+  - ``cl_active`` clients linked to one of this pool's servers, plus (on the primary's pool) logged-in idle
+    clients of the (database, user), refreshed every second by the plane; ``cl_waiting`` clients queued now;
   - ``sv_active`` servers lent to clients; ``sv_idle`` idle servers; ``sv_used`` idle servers due a check;
     ``sv_login`` servers being opened; ``maxwait_us`` longest current wait;
   - ``total_xact_count``, ``total_query_count``, ``total_received``, ``total_sent``, ``total_xact_time``,

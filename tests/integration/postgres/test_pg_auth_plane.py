@@ -212,6 +212,7 @@ async def test_metrics_exposed(make_plane):
     text = plane.metrics.exposition().decode()
     assert f'nexus_postgres_query_seconds_count{{database="{DB}",server="127.0.0.1:5432",user="postgres"}}' in text
     assert "nexus_postgres_servers{" in text and "nexus_postgres_pool_bytes{" in text
+    assert "nexus_postgres_pool_clients{" in text and "nexus_postgres_pool_wait_seconds_bucket{" in text
 
 
 async def test_reload_keeps_unchanged_pools(make_plane):
