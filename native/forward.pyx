@@ -12,7 +12,7 @@ from collections import deque
 from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind
 from nexus_fast.redis.protocol import encode_error
 
-__all__ = ["Pending", "SessionCore", "deliver", "forward_single_key"]
+__all__ = ["Pending", "SessionCore", "deliver", "flush_sessions", "forward_single_key"]
 
 cdef object KIND_SINGLE = Kind.SINGLE
 
@@ -229,3 +229,12 @@ cdef class SessionCore:
                 transport.resume_reading()
         if self.closing and not queue:
             transport.close()
+
+
+def flush_sessions(list sessions):
+    cdef object session
+    for session in sessions:
+        if isinstance(session, SessionCore):
+            (<SessionCore>session).flush()
+        else:
+            session.flush()

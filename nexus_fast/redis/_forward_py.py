@@ -12,6 +12,7 @@
   and forwards; ``reply_now`` queues a reply the proxy makes itself; ``reply_ready`` marks the session for the
   router's end-of-read flush; ``flush`` writes every reply at the head of the FIFO in one write, and resumes
   reading once a paused client's backlog is down to half.
+* ``flush_sessions(sessions)``: ``session.flush()`` for each (the router's end-of-read flush).
 * ``deliver(conn, replies) -> bool``: matches framed replies to ``conn.queue`` in order and hands each to its
   pending's handler (``handler.reply_ready(pending)``); in cluster mode (``conn.redirects``) ``-MOVED``/``-ASK``
   go to ``conn.node.router.redirect`` first. False (after ``conn.abort``) when the node sent more replies than
@@ -26,7 +27,7 @@ from typing import Any
 from nexus_fast.redis.commands import SINGLE_KEY, TABLE, Kind
 from nexus_fast.redis.protocol import encode_error
 
-__all__ = ["Pending", "SessionCore", "deliver", "forward_single_key"]
+__all__ = ["Pending", "SessionCore", "deliver", "flush_sessions", "forward_single_key"]
 
 
 class Pending:
@@ -184,3 +185,8 @@ class SessionCore:
                 transport.resume_reading()
         if self.closing and not queue:
             transport.close()
+
+
+def flush_sessions(sessions: list[Any]) -> None:
+    for session in sessions:
+        session.flush()

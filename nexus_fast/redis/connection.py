@@ -31,12 +31,13 @@ _clock = time.perf_counter
 # ``Pending`` (one request in flight), the session's per-request half and the reply-matching loop are native (``native/forward.pyx``) when compiled,
 # else the pure twin ``nexus_fast.redis._forward_py``.
 if TYPE_CHECKING:
-    from nexus_fast.redis._forward_py import Pending, SessionCore, deliver, forward_single_key
+    from nexus_fast.redis._forward_py import Pending, SessionCore, deliver, flush_sessions, forward_single_key
 else:
     _forward = _extensions.load("forward")
     Pending = _forward.Pending
     SessionCore = _forward.SessionCore
     deliver = _forward.deliver
+    flush_sessions = _forward.flush_sessions
     forward_single_key = _forward.forward_single_key
 
 

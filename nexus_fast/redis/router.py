@@ -21,7 +21,7 @@ from nexus_fast.balance.ring import KetamaRing, key_slot
 from nexus_fast.cache.codec import Codec, CodecError
 from nexus_fast.redis import protocol
 from nexus_fast.redis.commands import READS_VALUE, VALUE_POSITIONS, CommandSpec, Kind, keys_of
-from nexus_fast.redis.connection import Discard, Pending
+from nexus_fast.redis.connection import Discard, Pending, flush_sessions
 from nexus_fast.redis.nearcache import NearCache
 from nexus_fast.redis.pool import Node, affinity
 from nexus_fast.redis.protocol import encode_command, encode_error
@@ -282,8 +282,7 @@ class Router:
         dirty = self.dirty
         if dirty:
             self.dirty = []
-            for session in dirty:
-                session.flush()
+            flush_sessions(dirty)
 
     # -- dispatch
     def route(self, session: ClientSession, spec: CommandSpec, args: list[bytes], raw: bytes) -> None:

@@ -211,3 +211,19 @@ async def test_session_core_forwards_answers_in_order_and_applies_backpressure(f
     assert not session.queue
     node.close()
     await node.wait_closed()
+
+
+def test_flush_sessions_flushes_each(forward):
+    flushed: list = []
+
+    class Other:
+        def flush(self) -> None:
+            flushed.append("other")
+
+    class Core(forward.SessionCore):
+        def flush(self) -> None:  # a subclass override is honoured (cpdef dispatch)
+            flushed.append("core")
+
+    pool = type("Pool", (), {"router": None})()
+    forward.flush_sessions([Other(), Core(pool, None, 16, True), Other()])
+    assert flushed == ["other", "core", "other"]
