@@ -20,9 +20,11 @@ pipe, which could fill and block the proxy); ``nexus.logs`` reads it and ``nexus
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -94,6 +96,8 @@ class NexusProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.log_path = os.path.join(self.tmpdir, "nexus.log")
+        # Config and log outlive stop() (tests read them in failure messages); the directory goes at exit.
+        atexit.register(shutil.rmtree, self.tmpdir, ignore_errors=True)
         if isinstance(config, dict):
             config = dict(config)
             admin = dict(config.get("admin", {}))
