@@ -259,7 +259,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         for slot in range(self.workers):
             self._spawn(slot)
-        log.info("supervising", workers=self.workers)
+        log.info("supervising", workers=self.workers, metrics_dir=self.metrics_dir)
         deadline: float | None = None
         while self.children:
             info = signal.sigtimedwait(HANDLED, 0.5)

@@ -101,6 +101,7 @@ class Worker:
         self.metrics_dir = metrics_dir  # where sibling workers share their metrics (server/worker_metrics.py)
         self._publisher: asyncio.Task[None] | None = None
         self.supervised = supervised  # forked by a Supervisor: process-wide actions go through it
+        self._parent = os.getppid()
         self.loaded = loaded
         self.worker_id = worker_id
         self.ready = False
@@ -319,7 +320,7 @@ class Worker:
             except asyncio.CancelledError:
                 pass
         if self.metrics_dir is not None:
-            worker_metrics.withdraw(self.metrics_dir, self.worker_id)
+            worker_metrics.withdraw(self.metrics_dir, self.worker_id, orphaned=os.getppid() != self._parent)
         for task in list(self._reload_tasks):
             task.cancel()
         log.info("stopped", worker=self.worker_id, drained_in=round(time.monotonic() - started, 3))

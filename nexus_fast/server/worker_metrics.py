@@ -112,9 +112,17 @@ async def publish_forever(directory: str, worker_id: int, metrics: Metrics) -> N
         await asyncio.sleep(PUBLISH_INTERVAL)
 
 
-def withdraw(directory: str, worker_id: int) -> None:
-    """Remove this worker's file (on a clean exit its numbers must not linger as if it still served)."""
+def withdraw(directory: str, worker_id: int, orphaned: bool = False) -> None:
+    """Remove this worker's file (on a clean exit its numbers must not linger as if it still served).
+
+    ``orphaned``: the supervisor died without cleaning up; the last worker out removes the directory.
+    """
     try:
         os.unlink(_path(directory, worker_id))
     except OSError:
         pass
+    if orphaned:
+        try:
+            os.rmdir(directory)  # fails while a sibling's file is still there: that sibling removes it
+        except OSError:
+            pass

@@ -353,12 +353,15 @@ def test_workers_exit_when_the_supervisor_is_killed() -> None:
         nexus.wait_for_event("worker_ready", count=2)
         workers = {int(e["worker_pid"]) for e in nexus.events("worker_started")}
         assert all(_running(pid) for pid in workers)
+        metrics_dir = nexus.events("supervising")[0]["metrics_dir"]
+        assert os.path.isdir(metrics_dir)
         os.kill(nexus.pid, 9)  # no chance to forward anything: the kernel's parent-death signal must do it
         deadline = time.monotonic() + 15
         while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(_running(pid) for pid in workers), nexus.logs
         assert len(nexus.events("stopped")) == 2  # they drained and stopped, not crashed
+        assert not os.path.exists(metrics_dir)  # the last worker out cleaned up after the dead supervisor
 
 
 def test_the_watchdog_replaces_a_worker_whose_event_loop_is_stuck() -> None:
