@@ -42,6 +42,7 @@ from nexus_fast.postgres.config import PoolSettings, PostgresConfig
 from nexus_fast.postgres.server_conn import ServerConnection, ServerError, ServerLogin, open_server
 
 log = logging.getLogger("nexus_fast.postgres.pool")
+_monotonic = time.monotonic
 
 
 @dataclass
@@ -219,17 +220,24 @@ class Pool:
         return True
 
     def try_acquire(self) -> ServerConnection | None:
-        """An idle connection ready now, or None (then call ``acquire``)."""
+        """An idle connection ready now, or None (then call ``request``). Part of the per-transaction hot path."""
         if self.paused or self.waiters:
             return None
-        now = time.monotonic()
         idle = self.idle
-        check_delay = self.config.server_check_delay
+        if not idle:
+            return None
+        now = _monotonic()
+        config = self.config
+        lifetime = config.server_lifetime
+        check_delay = config.server_check_delay if config.server_check_query else 0.0
         while idle:
             conn = idle.pop()  # LIFO: the most recently used connection is the warmest
-            if not self._usable(conn, now):
+            if conn.closed or conn.dirty:
                 continue
-            if check_delay and self.config.server_check_query and now - conn.last_used > check_delay:
+            if lifetime and now - conn.created_at > lifetime:
+                conn.close("server_lifetime")
+                continue
+            if check_delay and now - conn.last_used > check_delay:
                 idle.append(conn)
                 return None  # needs a check first: the queued path (request)
             self.active.add(conn)
@@ -427,7 +435,7 @@ class Pool:
             conn.close("dirty")
             self._fill_waiters()
             return
-        now = time.monotonic()
+        now = _monotonic()
         conn.last_used = now
         lifetime = self.config.server_lifetime
         if self.closed or (lifetime and now - conn.created_at > lifetime):

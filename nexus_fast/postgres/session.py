@@ -29,10 +29,12 @@ import os
 import ssl
 import struct
 import time
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from nexus_fast.observe.metrics import LATENCY_BUCKETS
 from nexus_fast.postgres import framing as fr
 from nexus_fast.postgres import protocol as pq
 from nexus_fast.postgres.auth import AuthFailed, ScramKeys, ScramServer, Secret
@@ -57,6 +59,8 @@ LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
 # A batch ending in one of these leaves the server inside an extended-protocol exchange awaiting Sync.
 _UNSYNCED = frozenset(b"PBEDCH")
 _STATUS_BYTES = [bytes((i,)) for i in range(256)]
+_bisect = bisect_left
+_BUCKETS = LATENCY_BUCKETS
 _scan_server = fr.scan_server
 _scan_client = fr.scan_client
 _C_NAMED = fr.C_PARSE | fr.C_BIND | fr.C_DESCRIBE | fr.C_CLOSE
@@ -696,7 +700,8 @@ class ClientSession(asyncio.Protocol):
         self.srv_tail = b""
         self.xact_start = time.monotonic()
         # Re-apply the client's tracked parameters on a server that differs (transaction/statement mode).
-        if self.pool_mode != "session" and server.param_sig != self._param_sig:
+        sig = self._param_sig
+        if server.param_sig is not sig and self.pool_mode != "session" and server.param_sig != sig:
             sets = []
             for key in TRACKED_PARAMS:
                 want = self.params.get(key)
@@ -897,12 +902,16 @@ class ClientSession(asyncio.Protocol):
             elapsed = now - self.query_start
             stats.total_query_count += 1
             stats.total_query_time += int(elapsed * 1e6)
-            pool.metrics.query.observe(elapsed)
+            hist = pool.metrics.query  # LatencyHistogram.observe, inlined
+            hist.counts[_bisect(_BUCKETS, elapsed)] += 1
+            hist.sum += elapsed
             if idle:
                 elapsed = now - self.xact_start
                 stats.total_xact_count += 1
                 stats.total_xact_time += int(elapsed * 1e6)
-                pool.metrics.xact.observe(elapsed)
+                hist = pool.metrics.xact
+                hist.counts[_bisect(_BUCKETS, elapsed)] += 1
+                hist.sum += elapsed
         if idle:
             if self._decision is not None:
                 self._route_done(now)
