@@ -120,6 +120,7 @@ class ClientSession(asyncio.Protocol):
         self._waiter: tuple[Pool, Any] | None = None
         self._param_sig: tuple[str, ...] = ()
         self._decision: Any = None  # the router's decision for the transaction in progress
+        self._discard_all = False
         self._idle_timeouts = bool(self.config.client_idle_timeout or self.config.idle_transaction_timeout)
         self._query_timeout = self.config.query_timeout
         self._slow_flags = fr.C_TERMINATE | fr.C_UNKNOWN  # plus the named-statement messages when tracking
@@ -527,6 +528,44 @@ class ClientSession(asyncio.Protocol):
                 return known[0].decode("utf-8", "replace") if known else ""
         return ""
 
+    def _statement_command(self) -> bool:
+        """DEALLOCATE and DISCARD ALL from a client whose statements live on shared servers (transaction mode).
+
+        DEALLOCATE [PREPARE] name|ALL is answered by the proxy (the client's names are forgotten; the server
+        copies stay for other clients), as PgBouncer 1.22 does. DISCARD ALL is forwarded and the server connection
+        is closed when released, since its prepared statements (which the proxy tracks) are gone.
+        Returns True when the first message was answered here.
+        """
+        buf = self.inbuf
+        stop = 1 + int.from_bytes(buf[1:5], "big")
+        words = bytes(buf[5 : stop - 1]).decode("utf-8", "replace").strip().rstrip(";").split()
+        upper = [w.upper() for w in words]
+        if upper[:2] == ["DISCARD", "ALL"] and len(upper) == 2:
+            self.prepared.clear()
+            self._discard_all = True
+            return False
+        if not upper or upper[0] != "DEALLOCATE" or self.pending:
+            return False
+        rest = words[2:] if len(upper) > 1 and upper[1] == "PREPARE" else words[1:]
+        if len(rest) != 1:
+            return False
+        if rest[0].upper() == "ALL":
+            self.prepared.clear()
+            tag = "DEALLOCATE ALL"
+        else:
+            name = rest[0]
+            if name.startswith('"') and name.endswith('"') and len(name) > 1:
+                name = name[1:-1].replace('""', '"')
+            if self.prepared.pop(name.encode(), None) is None:
+                return False  # not ours to answer: the server reports the missing statement
+            tag = "DEALLOCATE"
+        del buf[:stop]
+        status = self.server.status if self.server is not None else b"I"
+        self.write(pq.message(b"C", pq.cstr(tag)) + pq.ready_for_query(status))
+        if buf and not self.waiting:
+            self._pump()
+        return True
+
     def _answer_locally(self, decision: Any) -> None:
         """CommandComplete tags (or an ErrorResponse) and ReadyForQuery for the first Query, without a server."""
         buf = self.inbuf
@@ -573,7 +612,9 @@ class ClientSession(asyncio.Protocol):
             self.fatal(f"invalid message from client: {exc}")
             return
         server = self.server
-        if end != len(data) or flags & self._slow_flags:
+        if end != len(data) or flags & self._slow_flags or (
+            self.track_prepared and data[0] == 81 and data[5] in (68, 100)  # Query "D...": DEALLOCATE/DISCARD?
+        ):
             self.inbuf += data
             self._pump()
             return
@@ -627,6 +668,8 @@ class ClientSession(asyncio.Protocol):
             return
         if flags & fr.C_UNKNOWN:
             self.fatal("invalid frontend message type", "08P01")
+            return
+        if self.track_prepared and buf[0] == 81 and buf[5] in (68, 100) and self._statement_command():
             return
         server = self.server
         if server is None:
@@ -719,6 +762,9 @@ class ClientSession(asyncio.Protocol):
     def _forward(self, server: ServerConnection, end: int, syncs: int, flags: int, last: int) -> None:
         buf = self.inbuf
         server.unsynced = last in _UNSYNCED
+        if self._discard_all:
+            self._discard_all = False
+            server.dirty = True  # its prepared statements are gone: closed when released, not reused
         chunk: bytes | bytearray
         whole = end == len(buf)
         data = bytes(buf) if whole else bytes(memoryview(buf)[:end])
@@ -759,6 +805,10 @@ class ClientSession(asyncio.Protocol):
         for kind, start, stop in messages:
             if kind == 80:  # 'P' Parse
                 msg = pq.decode_parse(data[start + 5 : stop])
+                if msg.sql.lstrip()[:10].upper() in (b"DEALLOCATE", b"DISCARD AL"):
+                    # Run on the server, it drops the statements the proxy shares there: never reuse this server.
+                    server.dirty = True
+                    self.prepared.clear()
                 if msg.name:
                     server_name = b"nx_" + xxhash.xxh64_hexdigest(msg.sql + b"\x00" + msg.param_types).encode()
                     self.prepared[msg.name] = (msg.sql, msg.param_types, server_name)

@@ -243,3 +243,27 @@ async def test_session_mode_temp_state_is_reset(make_plane):
         assert await b.fetchval("SELECT to_regclass('pg_temp.nx_tmp') IS NULL")
     finally:
         await b.close()
+
+
+async def test_psycopg_rollback_and_deallocate_in_transaction_mode(make_plane):
+    # psycopg answers a ROLLBACK by forgetting its statements with DEALLOCATE ALL, and closes single ones with a
+    # protocol Close; neither may destroy statements the proxy keeps on shared server connections.
+    plane = await make_plane(default_pool_size=1)
+    conns = [await psycopg.AsyncConnection.connect(_dsn(plane), prepare_threshold=0) for _ in range(3)]
+    try:
+        for round_ in range(3):
+            for i, conn in enumerate(conns):
+                cur = await conn.execute("SELECT %s::int * 3", (i,))
+                assert (await cur.fetchone())[0] == i * 3
+                await conn.rollback()
+                cur = await conn.execute("SELECT %s::int * 3", (i + round_,))
+                assert (await cur.fetchone())[0] == (i + round_) * 3
+                await conn.commit()
+        await conns[0].execute("DEALLOCATE ALL")
+        await conns[0].commit()
+        cur = await conns[1].execute("SELECT %s::int * 3", (5,))
+        assert (await cur.fetchone())[0] == 15
+        await conns[1].commit()
+    finally:
+        for conn in conns:
+            await conn.close()
