@@ -613,7 +613,7 @@ class ClientSession(asyncio.Protocol):
             return
         server = self.server
         if end != len(data) or flags & self._slow_flags or (
-            self.track_prepared and data[0] == 81 and data[5] in (68, 100)  # Query "D...": DEALLOCATE/DISCARD?
+            self.track_prepared and data[0] == 81 and data[5:6] in (b"D", b"d")  # DEALLOCATE/DISCARD?
         ):
             self.inbuf += data
             self._pump()
@@ -669,7 +669,7 @@ class ClientSession(asyncio.Protocol):
         if flags & fr.C_UNKNOWN:
             self.fatal("invalid frontend message type", "08P01")
             return
-        if self.track_prepared and buf[0] == 81 and buf[5] in (68, 100) and self._statement_command():
+        if self.track_prepared and buf[0] == 81 and buf[5:6] in (b"D", b"d") and self._statement_command():
             return
         server = self.server
         if server is None:
