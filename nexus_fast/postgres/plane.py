@@ -37,6 +37,7 @@ from nexus_fast.postgres.session import ClientSession
 from nexus_fast.server.plane import BackendHealth
 
 log = logging.getLogger("nexus_fast.postgres.plane")
+AUTH_CACHE_TTL = 30.0  # seconds an auth_query answer is reused
 
 
 def _client_ssl_context(cfg: PostgresConfig) -> ssl.SSLContext | None:
@@ -109,6 +110,7 @@ class PostgresPlane:
                 users[name] = entry.password.get_secret_value()
         self.secrets = {name: Secret(name, text) for name, text in users.items()}
         self._login_infos: dict[tuple[str, str], tuple[str, bool, int]] = {}
+        self._auth_cache: dict[tuple[str, str], tuple[float, Secret | None]] = {}
         self.client_ssl_context = _client_ssl_context(cfg)
         self.server_ssl_context = _server_ssl_context(cfg)
 
@@ -334,6 +336,12 @@ class PostgresPlane:
                         max_user_connections=user_entry.max_user_connections if user_entry else 0,
                         connect_query=entry.connect_query)
             pool.paused = self.paused
+            # Server parameters are the server's, not the user's: a new pool reuses a sibling's, so a login does
+            # not need a server connection of its own (which max_db_connections may not allow yet).
+            for (db, _user, idx), sibling in self.pools.items():
+                if db == database and idx == index and sibling.server_params is not None:
+                    pool.server_params = dict(sibling.server_params)
+                    break
             self.pools[key] = pool
         elif pool.login.scram_keys is None and session.scram_client_keys is not None and pool.login.password is None:
             pool.login.scram_keys = session.scram_client_keys
@@ -363,6 +371,18 @@ class PostgresPlane:
         secret = self.secrets.get(user)
         if secret is not None or not self.config.auth_user:
             return secret
+        cached = self._auth_cache.get((user, database))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        secret = await self._auth_query(user, database)
+        if len(self._auth_cache) > 10000:
+            self._auth_cache.clear()
+        # Kept briefly so connection-per-transaction clients do not cost a backend login each (PgBouncer keeps
+        # auth_query results for the life of the pool); a changed password is seen within AUTH_CACHE_TTL.
+        self._auth_cache[(user, database)] = (time.monotonic() + AUTH_CACHE_TTL, secret)
+        return secret
+
+    async def _auth_query(self, user: str, database: str) -> Secret | None:
         entry = self.config.database(database)
         if entry is None:
             return None

@@ -333,3 +333,19 @@ async def test_read_rerouted_when_replica_unreachable(make_plane):
         assert router.failed == [1]  # the replica was tried once, then the read went to the primary
     finally:
         await conn.close()
+
+
+async def test_max_db_connections(make_plane):
+    plane = await make_plane(default_pool_size=5, max_db_connections=1, query_wait_timeout="400ms",
+                             databases={DB: {"user": "postgres"}})
+    a = await asyncpg.connect(_dsn(plane))
+    b = await asyncpg.connect(_dsn(plane, "someone_else"))  # another pool of the same database
+    try:
+        tx = a.transaction()
+        await tx.start()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+            await b.fetchval("SELECT 1")
+        await tx.rollback()
+    finally:
+        await a.close()
+        await b.close()
