@@ -89,6 +89,7 @@ fi
 say "health and metrics"
 printf '$ curl -s %s/health\n' "$ADMIN_URL"
 curl -fsS "$ADMIN_URL/health" | python3 -m json.tool
+show python3 -m nexus_fast status -c "$CONFIG" || true  # non-zero would only mean a backend is down
 printf '$ curl -s %s/metrics | grep ^nexus_ | head\n' "$ADMIN_URL"
 curl -fsS "$ADMIN_URL/metrics" | grep '^nexus_' | head -n 10 || true  # head closing the pipe is not an error
 

@@ -40,3 +40,4 @@ def test_quickstart_check_runs_real_clients_through_the_proxy(tmp_path) -> None:
     assert "hello from nexus-fast" in out
     assert '"status": "up"' in out
     assert "nexus_worker_info{" in out
+    assert re.search(r"nexus-fast at 127\.0\.0\.1:\d+ .*: up", out)  # nexus-fast status, run by the demo
