@@ -384,9 +384,9 @@ class PostgresPlane:
 
     async def _auth_query(self, user: str, database: str) -> Secret | None:
         entry = self.config.database(database)
-        if entry is None:
-            return None
         auth_user = self.config.auth_user
+        if entry is None or not auth_user:
+            return None
         login = self._login(database, auth_user, entry.server_list().index(entry.primary()), entry, None)
         login.user = auth_user
         if self.config.auth_password is not None:
