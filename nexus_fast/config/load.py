@@ -109,13 +109,18 @@ def parse_text(text: str, source: str, file_format: FileFormat) -> tuple[dict[st
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, [ConfigProblem("", f"not valid TOML: {exc}")]) from None
     base_dir = os.path.dirname(os.path.abspath(source))
-    if file_format == "pgbouncer":
-        from nexus_fast.config.pgbouncer_ini import import_pgbouncer_ini
+    try:
+        if file_format == "pgbouncer":
+            from nexus_fast.config.pgbouncer_ini import import_pgbouncer_ini
 
-        return import_pgbouncer_ini(text, source, base_dir)
-    from nexus_fast.config.nutcracker_yml import import_nutcracker_yml
+            return import_pgbouncer_ini(text, source, base_dir)
+        from nexus_fast.config.nutcracker_yml import import_nutcracker_yml
 
-    return import_nutcracker_yml(text, source, base_dir)
+        return import_nutcracker_yml(text, source, base_dir)
+    except ConfigError:
+        raise
+    except Exception as exc:  # an importer bug must still end in "file: reason", never a traceback at start-up
+        raise ConfigError(source, [ConfigProblem("", f"cannot import this {file_format} file: {exc!r}")]) from None
 
 
 def load_config(path: str) -> LoadedConfig:
@@ -125,6 +130,8 @@ def load_config(path: str) -> LoadedConfig:
             text = handle.read()
     except OSError as exc:
         raise ConfigError(path, [ConfigProblem("", f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [ConfigProblem("", f"not UTF-8 text (byte {exc.start})")]) from None
     file_format = detect_format(path, text)
     data, warnings = parse_text(text, path, file_format)
     config = validate(data, path)

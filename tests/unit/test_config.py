@@ -95,6 +95,11 @@ def test_toml_syntax_and_unreadable_files_are_config_errors(tmp_path) -> None:
     assert "not valid TOML" in found[""]
     found = problems(str(tmp_path / "missing.toml"))
     assert "cannot read file" in found[""]
+    found = problems(str(tmp_path))
+    assert "cannot read file" in found[""]
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"[server]\nworkers = \xff\xfe\n")
+    assert "not UTF-8" in problems(str(binary))[""]
 
 
 def test_workers_auto_resolves_to_the_cpu_count(tmp_path) -> None:
