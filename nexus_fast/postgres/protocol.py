@@ -287,17 +287,17 @@ class ClientLogin:
                 return CancelRequested(pid, key)
             if code >> 16 != 3:
                 raise ProtocolViolation(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}", "0A000")
-            params: dict[str, str] = {}
-            pos = 8
-            while pos < length and packet[pos] != 0:
-                key_b, pos = read_cstr(packet, pos)
-                value_b, pos = read_cstr(packet, pos)
-                try:
-                    params[key_b.decode()] = value_b.decode()
-                except UnicodeDecodeError:
-                    raise ProtocolViolation("invalid startup parameter encoding") from None
-            if pos != length - 1:
+            # Body: (name NUL value NUL)* NUL. One split instead of a scan per string (this runs per connection).
+            fields = packet[8:].split(b"\x00")
+            if len(fields) < 2 or len(fields) % 2 or fields[-1] or fields[-2]:
                 raise ProtocolViolation("malformed startup packet")
+            keys, values = fields[0:-2:2], fields[1:-2:2]
+            if not all(keys):
+                raise ProtocolViolation("malformed startup packet")
+            try:
+                params = {k.decode(): v.decode() for k, v in zip(keys, values, strict=True)}
+            except UnicodeDecodeError:
+                raise ProtocolViolation("invalid startup parameter encoding") from None
             if not params.get("user"):
                 raise ProtocolViolation("no PostgreSQL user name specified in startup packet", "28000")
             self.started = True
