@@ -75,6 +75,59 @@ def _norm(value: str) -> str:
 
 
 class ClientSession(asyncio.Protocol):
+    # Slots: one session per client connection (10,000 idle clients per worker) and faster attribute access on
+    # the per-transaction path.
+    __slots__ = (
+        "_auth",
+        "_closing",
+        "_console",
+        "_decision",
+        "_discard_all",
+        "_idle_timeouts",
+        "_param_sig",
+        "_query_timeout",
+        "_salt",
+        "_slow_flags",
+        "_tasks",
+        "_timers",
+        "_waiter",
+        "addr",
+        "config",
+        "connect_time",
+        "database",
+        "id",
+        "inbuf",
+        "is_admin",
+        "key",
+        "login",
+        "params",
+        "paused",
+        "pending",
+        "pid",
+        "plane",
+        "pool_mode",
+        "pools",
+        "port",
+        "prepared",
+        "query_start",
+        "request_time",
+        "route_state",
+        "scram_client_keys",
+        "secret",
+        "server",
+        "server_pool",
+        "single_server",
+        "srv_tail",
+        "startup_params",
+        "state",
+        "tls",
+        "track_prepared",
+        "transport",
+        "user",
+        "waiting",
+        "xact_start",
+    )
+
     def __init__(self, plane: PostgresPlane):
         self.plane = plane
         self.config = plane.config
