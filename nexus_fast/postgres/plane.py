@@ -10,6 +10,7 @@ their lent connections come back. ``check_health`` really connects to every conf
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -140,6 +141,10 @@ class PostgresPlane:
                 except Exception:
                     log.exception("router of %s failed to start", name)
         self._maintainer = loop.create_task(self._maintain_loop())
+        # The start-up heap (config, pydantic models, prometheus, routers) never changes: freeze it so the cyclic
+        # collector never walks it again (the Redis plane measured a 64 ms pause from one full collection; the
+        # per-transaction path allocates only reference-counted temporaries).
+        gc.freeze()
 
     @property
     def port(self) -> int:

@@ -427,15 +427,19 @@ class Pool:
         finally:
             self.connecting -= 1
 
-    def release(self, conn: ServerConnection) -> None:
-        """Return a clean connection (status 'I', no request in flight) to the pool or the next waiter."""
+    def release(self, conn: ServerConnection, now: float = 0.0) -> None:
+        """Return a clean connection (status 'I', no request in flight) to the pool or the next waiter.
+
+        ``now`` is a ``time.monotonic()`` reading the caller already made (0: read the clock here).
+        """
         self.active.discard(conn)
         conn.session = None
         if conn.closed or conn.dirty:
             conn.close("dirty")
             self._fill_waiters()
             return
-        now = _monotonic()
+        if not now:
+            now = _monotonic()
         conn.last_used = now
         lifetime = self.config.server_lifetime
         if self.closed or (lifetime and now - conn.created_at > lifetime):

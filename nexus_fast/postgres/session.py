@@ -60,6 +60,8 @@ LOGIN, AUTH, CONNECTING, READY, ADMIN, CLOSED = range(6)
 _UNSYNCED = frozenset(b"PBEDCH")
 _STATUS_BYTES = [bytes((i,)) for i in range(256)]
 _bisect = bisect_left
+_monotonic = time.monotonic
+_wall = time.time
 _BUCKETS = LATENCY_BUCKETS
 _scan_server = fr.scan_server
 _scan_client = fr.scan_client
@@ -198,7 +200,7 @@ class ClientSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state == READY:
-            self.request_time = time.time()
+            self.request_time = _wall()
             if self._timers:
                 self._cancel_timer("idle")
             if data == _TERMINATE and self.server is None and not self.inbuf:
@@ -685,8 +687,10 @@ class ClientSession(asyncio.Protocol):
                 self._pump()
                 return
             self._attach(server, pool)
+            now = self.xact_start  # read by _attach just now: the transaction and its first query start together
         else:
             pool = self.server_pool
+            now = 0.0
         tracker = server.prepared
         if tracker.parse_queue or tracker.close_queue:
             self.inbuf += data
@@ -696,7 +700,7 @@ class ClientSession(asyncio.Protocol):
         server.unsynced = last in _UNSYNCED
         if syncs:
             if self.pending == 0:
-                self.query_start = time.monotonic()
+                self.query_start = now or _monotonic()
                 if self._query_timeout:
                     self._timer("query", self._query_timeout, self._on_query_timeout)
             self.pending += syncs
@@ -794,7 +798,7 @@ class ClientSession(asyncio.Protocol):
         self.server_pool = pool
         server.session = self
         self.srv_tail = b""
-        self.xact_start = time.monotonic()
+        self.xact_start = _monotonic()
         # Re-apply the client's tracked parameters on a server that differs (transaction/statement mode).
         sig = self._param_sig
         if server.param_sig is not sig and self.pool_mode != "session" and server.param_sig != sig:
@@ -997,7 +1001,7 @@ class ClientSession(asyncio.Protocol):
             self.pending = pending
             return
         self.pending = 0
-        now = time.monotonic()
+        now = _monotonic()
         if self._timers:
             self._cancel_timer("query")
         if pool is not None:
@@ -1020,7 +1024,14 @@ class ClientSession(asyncio.Protocol):
                 self._route_done(now)
             self.xact_start = now
             if self.pool_mode != "session" and not server.unsynced:
-                self._release()
+                # _release, inlined (once per transaction), passing the clock reading on
+                self.server = None
+                server.session = None
+                if pool is not None:
+                    if self.config.server_reset_query_always and self.config.server_reset_query:
+                        self.plane.spawn(self._reset_and_release(server, pool, False))
+                    else:
+                        pool.release(server, now)
                 if self.inbuf and not self.waiting and self.state == READY:
                     self._pump()
         elif self.pool_mode == "statement":
