@@ -1006,18 +1006,27 @@ class ClientSession(asyncio.Protocol):
             self._cancel_timer("query")
         if pool is not None:
             stats = pool.stats
-            elapsed = now - self.query_start
+            query_start = self.query_start
+            elapsed = now - query_start
+            micros = int(elapsed * 1e6)
+            bucket = _bisect(_BUCKETS, elapsed)
             stats.total_query_count += 1
-            stats.total_query_time += int(elapsed * 1e6)
+            stats.total_query_time += micros
             hist = pool.metrics.query  # LatencyHistogram.observe, inlined
-            hist.counts[_bisect(_BUCKETS, elapsed)] += 1
+            hist.counts[bucket] += 1
             hist.sum += elapsed
             if idle:
-                elapsed = now - self.xact_start
+                xact_start = self.xact_start
+                if xact_start != query_start:
+                    # A transaction of several requests; in a one-request transaction (pgbench -S, autocommit)
+                    # both clocks are the same reading (_pump_fresh), so is the bucket.
+                    elapsed = now - xact_start
+                    micros = int(elapsed * 1e6)
+                    bucket = _bisect(_BUCKETS, elapsed)
                 stats.total_xact_count += 1
-                stats.total_xact_time += int(elapsed * 1e6)
+                stats.total_xact_time += micros
                 hist = pool.metrics.xact
-                hist.counts[_bisect(_BUCKETS, elapsed)] += 1
+                hist.counts[bucket] += 1
                 hist.sum += elapsed
         if idle:
             if self._decision is not None:
