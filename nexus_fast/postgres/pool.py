@@ -132,19 +132,17 @@ class PoolMetrics:
 class Waiter:
     """A client queued for a connection."""
 
-    __slots__ = ("callback", "done", "reserve_timer", "start", "timer")
+    __slots__ = ("callback", "deadline", "done", "reserve_timer", "start")
 
     def __init__(self, callback: Callable[[ServerConnection | None, ServerError | None], None], start: float):
         self.callback = callback
         self.start = start
+        self.deadline = 0.0  # query_wait_timeout, as a monotonic time (0 = none); enforced by Pool._wait_timer
         self.done = False
-        self.timer: asyncio.TimerHandle | None = None
         self.reserve_timer: asyncio.TimerHandle | None = None
 
     def finish(self) -> None:
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
         if self.reserve_timer is not None:
             self.reserve_timer.cancel()
 
@@ -189,6 +187,9 @@ class Pool:
         self.max_user_connections = max_user_connections
         self.connect_query = connect_query
         self._tasks: set[asyncio.Task[Any]] = set()
+        # One timer for query_wait_timeout per pool, not one per waiter: with more clients than connections most
+        # transactions wait briefly, and a loop timer made and cancelled for each cost more than the hand-off.
+        self._wait_timer: asyncio.TimerHandle | None = None
 
     # --- views
     def size(self) -> int:
@@ -248,14 +249,17 @@ class Pool:
         """Queue for a connection: ``callback(conn, None)`` when one is lent, ``callback(None, error)`` on failure.
 
         Callback-based (no task per waiting client) because with more clients than connections this is the
-        common path. ``query_wait_timeout`` and ``reserve_pool_timeout`` are timers on the waiter.
+        common path. ``query_wait_timeout`` is a deadline checked by one pool timer (``_expire_waiters``);
+        ``reserve_pool_timeout`` is a timer on the waiter.
         """
         loop = asyncio.get_running_loop()
-        waiter = Waiter(callback, time.monotonic())
+        waiter = Waiter(callback, _monotonic())
         self.waiters.append(waiter)
         cfg = self.config
         if cfg.query_wait_timeout:
-            waiter.timer = loop.call_later(cfg.query_wait_timeout, self._wait_timeout, waiter)
+            waiter.deadline = waiter.start + cfg.query_wait_timeout
+            if self._wait_timer is None:
+                self._wait_timer = loop.call_at(waiter.deadline, self._expire_waiters)
         if self.settings.reserve_pool_size and cfg.reserve_pool_timeout:
             waiter.reserve_timer = loop.call_later(cfg.reserve_pool_timeout, self._reserve_due, waiter)
         self._kick()
@@ -293,6 +297,21 @@ class Pool:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release(fut.result())
             raise
+
+    def _expire_waiters(self) -> None:
+        """Fail the waiters past their deadline; re-arm for the earliest remaining one.
+
+        The timer stays armed for the oldest waiter's deadline even if that waiter is served first (it then finds
+        nothing due and re-arms): no timer work per waiter. ``call_at`` uses the loop clock, ``time.monotonic``.
+        """
+        self._wait_timer = None
+        now = _monotonic()
+        due = [w for w in self.waiters if w.deadline and w.deadline <= now and not w.done]
+        for waiter in due:
+            self._wait_timeout(waiter)
+        pending = [w.deadline for w in self.waiters if w.deadline and not w.done]
+        if pending and self._wait_timer is None and not self.closed:
+            self._wait_timer = asyncio.get_running_loop().call_at(min(pending), self._expire_waiters)
 
     def _wait_timeout(self, waiter: Waiter) -> None:
         if waiter.done:
@@ -499,6 +518,9 @@ class Pool:
 
     async def close(self, reason: str = "pool closed") -> None:
         self.closed = True
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
         for conn in list(self.idle):
             conn.close(reason)
         self.idle.clear()
