@@ -683,8 +683,12 @@ class ClientSession(asyncio.Protocol):
                 pool = self._pool(0)
             server = pool.try_acquire()
             if server is None:
+                # Queue at once (what _pump would do after scanning the same bytes again): with more clients
+                # than connections this is the common path. Reading continues while waiting (data_received).
                 self.inbuf += data
-                self._pump()
+                self.waiting = True
+                queue: Pool = pool
+                self._waiter = (queue, queue.request(lambda conn, exc: self._on_server_lent(0, queue, conn, exc)))
                 return
             self._attach(server, pool)
             now = self.xact_start  # read by _attach just now: the transaction and its first query start together
