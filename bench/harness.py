@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -368,7 +369,7 @@ def run(settings: RunSettings, *, scenarios: list[str] | None, targets: list[str
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - started, 1),
         "settings": asdict(settings),
-        "command": " ".join(sys.argv),
+        "command": _command_line(),
     }
     report = build_report(run_info=run_info, machine_description=description, jobs=jobs,
                           measurements=[asdict(m) for m in measurements], skips=[asdict(s) for s in skips],
@@ -376,6 +377,12 @@ def run(settings: RunSettings, *, scenarios: list[str] | None, targets: list[str
     paths = write_outputs(report, out)
     say(f"done in {Progress.clock(time.monotonic() - started)}; wrote " + ", ".join(str(p) for p in paths))
     return report
+
+
+def _command_line() -> str:
+    """How this run was invoked, as a user would type it (``python -m bench ...``, not the module's path)."""
+    program = "python -m bench" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    return shlex.join([program, *sys.argv[1:]]).replace("'python -m bench'", "python -m bench")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
