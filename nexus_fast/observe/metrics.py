@@ -8,6 +8,7 @@ Metric names follow ``nexus_<plane>_<what>_<unit>`` and use the same words as th
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,6 +18,39 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+
+
+class BucketHistogram:
+    """Cumulative latency buckets kept as plain counters, exported at scrape time by a plane's collector.
+
+    Observing is a bisect and an add, cheap enough for the per-request paths (a prometheus_client Histogram takes a
+    lock and walks its buckets per observation). Both data planes use it; hot loops may inline ``observe`` by
+    bumping ``counts[bisect_left(bounds, seconds)]`` and ``sum`` themselves.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float, count: int = 1) -> None:
+        """``count`` events that each took ``seconds``."""
+        self.counts[bisect_left(self.bounds, seconds)] += count
+        self.sum += seconds * count
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """(upper bound, cumulative count) pairs as ``HistogramMetricFamily.add_metric`` takes them."""
+        out, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
 
 
 class Metrics:

@@ -31,13 +31,12 @@ import asyncio
 import logging
 import random
 import time
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nexus_fast.observe.metrics import LATENCY_BUCKETS, Metrics
+from nexus_fast.observe.metrics import BucketHistogram, Metrics
 from nexus_fast.postgres.config import PoolSettings, PostgresConfig
 from nexus_fast.postgres.server_conn import ServerConnection, ServerError, ServerLogin, open_server
 
@@ -92,36 +91,14 @@ class RetryBudget:
         return False
 
 
-class LatencyHistogram:
-    """Cumulative latency buckets kept as plain counters (observing is a bisect and an add, cheap enough for the
-    per-transaction path); exported to Prometheus by ``PoolCollector`` at scrape time."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, total = [], 0
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
-        return out
-
-
 class PoolMetrics:
     """The pool's latency histograms (exported by the plane's collector) and event counters."""
 
     def __init__(self, metrics: Metrics | None, labels: tuple[str, str, str]):
         self.enabled = metrics is not None
-        self.wait = LatencyHistogram()
-        self.xact = LatencyHistogram()
-        self.query = LatencyHistogram()
+        self.wait = BucketHistogram()
+        self.xact = BucketHistogram()
+        self.query = BucketHistogram()
         if metrics is None:
             return
         names = ("database", "user", "server")

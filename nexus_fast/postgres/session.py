@@ -1016,7 +1016,7 @@ class ClientSession(asyncio.Protocol):
             bucket = _bisect(_BUCKETS, elapsed)
             stats.total_query_count += 1
             stats.total_query_time += micros
-            hist = pool.metrics.query  # LatencyHistogram.observe, inlined
+            hist = pool.metrics.query  # BucketHistogram.observe, inlined
             hist.counts[bucket] += 1
             hist.sum += elapsed
             if idle:

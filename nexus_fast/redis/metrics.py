@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import HistogramMetricFamily
 
-from nexus_fast.observe.metrics import Metrics
+from nexus_fast.observe.metrics import BucketHistogram, Metrics
 
 if TYPE_CHECKING:
     from nexus_fast.redis.plane import RedisPool
@@ -24,19 +24,18 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 EWMA_ALPHA = 0.1  # weight of the newest batch in the latency EWMA used by outlier detection
 
 
-class LatencyHistogram:
-    """Cumulative latency buckets as plain counters, plus an EWMA of batch latency for outlier detection."""
+class LatencyHistogram(BucketHistogram):
+    """Per-node latency buckets plus an EWMA of batch latency for outlier detection."""
 
-    __slots__ = ("batches", "counts", "ewma", "sum")
+    __slots__ = ("batches", "ewma")
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.sum = 0.0
+        super().__init__(LATENCY_BUCKETS)
         self.ewma = 0.0
         self.batches = 0
 
     def observe(self, seconds: float, count: int = 1) -> None:
-        """``count`` requests that took ``seconds``."""
+        """``count`` requests written together that took ``seconds``."""
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += count
         self.sum += seconds * count
         self.ewma = seconds if not self.batches else self.ewma + EWMA_ALPHA * (seconds - self.ewma)
@@ -45,17 +44,6 @@ class LatencyHistogram:
     def reset_ewma(self) -> None:
         self.ewma = 0.0
         self.batches = 0
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, total = [], 0
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
-        return out
 
 
 class NodeLatencyCollector:
