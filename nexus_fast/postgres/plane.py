@@ -36,6 +36,7 @@ from nexus_fast.postgres.server_conn import (
 )
 from nexus_fast.postgres.session import ClientSession
 from nexus_fast.server.plane import BackendHealth
+from nexus_fast.tasks import cancel_and_wait
 
 log = logging.getLogger("nexus_fast.postgres.plane")
 AUTH_CACHE_TTL = 30.0  # seconds an auth_query answer is reused
@@ -207,12 +208,7 @@ class PostgresPlane:
 
     async def close(self) -> None:
         self.stop_accepting()
-        if self._maintainer is not None:
-            self._maintainer.cancel()
-            try:
-                await self._maintainer
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._maintainer)
         for session in list(self.sessions):
             session.close()
         for router in self.routers.values():

@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from nexus_fast.tasks import cancel_and_wait
+
 log = logging.getLogger("nexus_fast.postgres.replica_monitor")
 
 REPLICA_PROBE_SQL = (
@@ -130,10 +132,7 @@ class ReplicaMonitor:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for index in list(self._conns):
             await self._drop(index)
 

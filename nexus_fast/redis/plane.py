@@ -24,6 +24,7 @@ from nexus_fast.redis.pool import Node
 from nexus_fast.redis.router import ClusterRouter, RingRouter, Router
 from nexus_fast.redis.session import ClientSession
 from nexus_fast.server.plane import BackendHealth
+from nexus_fast.tasks import cancel_and_wait, cancel_and_wait_all
 
 log = logging.getLogger("nexus_fast.redis")
 
@@ -113,12 +114,8 @@ class RedisPool:
         for session in list(self.sessions):
             if session.transport is not None:
                 session.transport.abort()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for task in list(self._probes):
-            task.cancel()
-        await asyncio.gather(*self._probes, return_exceptions=True)
+        await cancel_and_wait(self._task)
+        await cancel_and_wait_all(list(self._probes))
         self.router.close()
         await self.router.wait_closed()
         await asyncio.sleep(0)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nexus_fast.redis.connection import Discard, Pending, ServerConnection
 from nexus_fast.redis.metrics import LatencyHistogram
 from nexus_fast.redis.protocol import encode_command
+from nexus_fast.tasks import cancel_and_wait_all
 
 if TYPE_CHECKING:
     from nexus_fast.redis.config import RedisPoolConfig
@@ -224,5 +225,4 @@ class Node:
             task.cancel()
 
     async def wait_closed(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait_all(list(self._tasks))

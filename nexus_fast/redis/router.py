@@ -25,6 +25,7 @@ from nexus_fast.redis.connection import Discard, Pending, flush_sessions
 from nexus_fast.redis.nearcache import NearCache
 from nexus_fast.redis.pool import Node, affinity
 from nexus_fast.redis.protocol import encode_command, encode_error
+from nexus_fast.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from nexus_fast.redis.config import RedisPoolConfig
@@ -738,6 +739,5 @@ class ClusterRouter(Router):
             self._refreshing.cancel()
 
     async def wait_closed(self) -> None:
-        if self._refreshing is not None:
-            await asyncio.gather(self._refreshing, return_exceptions=True)
+        await cancel_and_wait(self._refreshing)
         await super().wait_closed()

@@ -17,6 +17,7 @@ from typing import Any
 from nexus_fast.observe.logging import get_logger
 from nexus_fast.observe.metrics import Metrics
 from nexus_fast.server.plane import BackendHealth
+from nexus_fast.tasks import cancel_and_wait
 
 Probe = Callable[[float], Awaitable[list[BackendHealth]]]
 log = get_logger("health")
@@ -111,13 +112,8 @@ class HealthMonitor:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def report(self, plane: str | None = None) -> tuple[bool, dict[str, Any]]:
         """(healthy, JSON body) for one plane or, with ``plane=None``, all of them."""

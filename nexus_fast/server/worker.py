@@ -33,6 +33,7 @@ from nexus_fast.server import worker_metrics
 from nexus_fast.server.admin_http import AdminServer
 from nexus_fast.server.health import HealthMonitor, Probe
 from nexus_fast.server.plane import BackendHealth, Plane, PlaneFactory
+from nexus_fast.tasks import cancel_and_wait_all
 
 log = nexus_logging.get_logger("worker")
 
@@ -307,18 +308,8 @@ class Worker:
                 log.exception("close_failed", plane=name)
         await self.health.stop()
         await self.admin.stop()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()  # heartbeats continue through the drain above: a draining worker is alive
-            try:
-                await self._heartbeat
-            except asyncio.CancelledError:
-                pass
-        if self._publisher is not None:
-            self._publisher.cancel()
-            try:
-                await self._publisher
-            except asyncio.CancelledError:
-                pass
+        # heartbeats continue through the drain above: a draining worker is alive
+        await cancel_and_wait_all([t for t in (self._heartbeat, self._publisher) if t is not None])
         if self.metrics_dir is not None:
             worker_metrics.withdraw(self.metrics_dir, self.worker_id, orphaned=os.getppid() != self._parent)
         for task in list(self._reload_tasks):
