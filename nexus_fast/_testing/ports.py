@@ -6,12 +6,23 @@ import os
 import socket
 import time
 
+# Ports handed out by this process. The kernel may give the same free port to two calls in a row (nothing holds
+# it in between); two listeners of one config on the same port would then both bind, because every nexus-fast
+# listener uses SO_REUSEPORT, and the kernel would split connections between them (an admin request answered by
+# a data listener). So a port is never handed out twice by one process.
+_handed_out: set[int] = set()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the kernel's choice, so parallel tests do not collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on now (the kernel's choice) and not returned before by this process."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 1000 tries")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
