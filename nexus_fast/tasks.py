@@ -25,6 +25,7 @@ async def cancel_and_wait(task: asyncio.Future | None, retry_interval: float = 0
 
 async def cancel_and_wait_all(tasks: Iterable[asyncio.Future], retry_interval: float = 0.1) -> None:
     """``cancel_and_wait`` for several tasks at once."""
+    tasks = list(tasks)  # walked twice below: a generator would be empty the second time
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
